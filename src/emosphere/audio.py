@@ -1,0 +1,118 @@
+"""Audio in: decode any file soundfile reads, mix down, resample, normalise, window.
+
+The model hears 16 kHz mono float32, z-normalised with one global mean and
+standard deviation measured over the training audio (:class:`AudioStats`,
+stored with the model as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .io import write_text_atomic
+
+SAMPLE_RATE = 16_000
+AUDIO_EXTENSIONS = frozenset(f".{fmt.lower()}" for fmt in sf.available_formats()) | {".oga", ".opus", ".aif"}
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; the message names the file."""
+
+
+def to_mono_16k(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+    """Mix (frames, channels) or (frames,) audio down to mono and resample it to 16 kHz."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    elif samples.ndim != 1:
+        raise AudioError(f"expected (samples,) or (samples, channels) audio, got shape {samples.shape}")
+    if sampling_rate != SAMPLE_RATE:
+        samples = soxr.resample(samples, sampling_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return samples
+
+
+def load(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:
+    """Decode a file to 16 kHz mono float32, keeping at most its first ``max_seconds``."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            frames = -1 if max_seconds is None else int(math.ceil(max_seconds * f.samplerate))
+            samples = f.read(frames=frames, dtype="float32", always_2d=True)
+            rate = f.samplerate
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioError(f"{path}: cannot read audio ({error})") from error
+    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: no audio samples")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    samples = to_mono_16k(samples, rate)
+    if max_seconds is not None:
+        samples = samples[: int(round(max_seconds * SAMPLE_RATE))]
+    return samples
+
+
+def windows(num_samples: int, window_seconds: float, hop_seconds: float) -> list[tuple[int, int]]:
+    """(start, end) sample spans covering a signal: one span if it fits in a window,
+    else windows every hop, the last one aligned to the end so that no audio is lost."""
+    window = int(round(window_seconds * SAMPLE_RATE))
+    hop = int(round(hop_seconds * SAMPLE_RATE))
+    if window <= 0 or hop <= 0:
+        raise ValueError("window and hop must be positive")
+    if num_samples <= window:
+        return [(0, num_samples)]
+    starts = list(range(0, num_samples - window + 1, hop))
+    if starts[-1] + window < num_samples:
+        starts.append(num_samples - window)
+    return [(s, s + window) for s in starts]
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    """Global mean and standard deviation of the training audio samples (16 kHz mono)."""
+
+    mean: float
+    std: float
+    num_samples: int
+    num_files: int
+
+    def normalise(self, samples: np.ndarray) -> np.ndarray:
+        return ((samples - self.mean) / self.std).astype(np.float32)
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_text_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "AudioStats":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+class StatsAccumulator:
+    """Running sums for :class:`AudioStats`, in float64 so that hours of audio stay exact."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.count = 0
+        self.files = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        samples = samples.astype(np.float64)
+        self.total += float(samples.sum())
+        self.total_sq += float(np.square(samples).sum())
+        self.count += samples.size
+        self.files += 1
+
+    def result(self) -> AudioStats:
+        if self.count == 0:
+            raise ValueError("no audio to compute normalisation statistics from")
+        mean = self.total / self.count
+        variance = max(self.total_sq / self.count - mean * mean, 0.0)
+        return AudioStats(mean=mean, std=max(math.sqrt(variance), 1e-8),
+                          num_samples=self.count, num_files=self.files)

@@ -1,0 +1,182 @@
+"""The ``emosphere`` command: prepare, train, evaluate, demo-corpus."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .sphere import GRID_DELTAS
+
+REGION_SETS = ["octant"] + [f"sphere{d}" for d in GRID_DELTAS]
+log = logging.getLogger("emosphere")
+
+
+def _add_corpus_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--corpus", required=required, type=Path,
+                        help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)")
+    parser.add_argument("--labels", type=Path, help="label CSV (default: <corpus>/Labels/labels_consensus.csv)")
+    parser.add_argument("--audio-dir", type=Path, help="audio folder (default: <corpus>/Audios)")
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .io import write_table
+    from .labels import Corpus, counts, prepare_labels
+    from .sphere import RegionSet
+
+    regions = RegionSet(args.regions, args.origin_radius)
+    table = prepare_labels(Corpus.at(args.corpus, args.labels, args.audio_dir), regions,
+                           keep_other=args.keep_other, progress=not args.quiet)
+    output = args.output or Path(args.corpus) / "Labels" / f"processed_labels_{args.regions}.csv"
+    write_table(table, output)
+    print(f"wrote {len(table)} rows to {output}")
+    print(f"utterances per region ({regions.name}, {regions.num_classes} classes) and split:")
+    print(counts(table, regions).to_string())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .evaluate import evaluate, format_metrics, write_evaluation
+    from .labels import split
+    from .io import read_table
+    from .model import EmoSphereSER
+    from .train import train
+
+    config = load_config(args.config, args.overrides)
+    model_dir = train(config, resume=args.resume)
+    if args.no_eval:
+        return 0
+    model = EmoSphereSER.from_pretrained(model_dir)
+    rows = split(read_table(Path(config.output_dir) / "labels.csv"), config.data.dev_split)
+    metrics, predictions = evaluate(model, rows, split=config.data.dev_split, batch_size=config.data.batch_size)
+    write_evaluation(metrics, predictions, Path(config.output_dir) / f"eval_{config.data.dev_split}")
+    print(f"model: {model_dir}")
+    print(format_metrics(metrics))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_metrics, write_evaluation
+    from .labels import Corpus, prepare_labels, split
+    from .model import EmoSphereSER
+
+    model = EmoSphereSER.from_pretrained(args.model, device=args.device)
+    run_data = (model.run_config or {}).get("data", {})
+    corpus = args.corpus or run_data.get("corpus")
+    if not corpus and not args.labels:
+        raise SystemExit("error: give --corpus (the model's config names no corpus)")
+    same_corpus = args.corpus is None
+    source = Corpus.at(corpus or ".", args.labels or (run_data.get("labels") if same_corpus else None),
+                       args.audio_dir or (run_data.get("audio_dir") if same_corpus else None))
+    keep_other = args.keep_other if args.keep_other is not None else run_data.get("keep_other", False)
+    table = prepare_labels(source, model.regions, keep_other=keep_other, progress=not args.quiet)
+    rows = split(table, args.split)
+    metrics, predictions = evaluate(model, rows, split=args.split, batch_size=args.batch_size,
+                                    num_workers=args.num_workers, device=args.device)
+    output = args.output_dir or Path(args.model).parent / f"eval_{args.split}"
+    write_evaluation(metrics, predictions, output)
+    print(format_metrics(metrics))
+    print(f"wrote {output}/metrics.json, predictions.csv (FileName,EmoAct,EmoVal,EmoDom on 1-7), "
+          "predictions_full.csv")
+    return 0
+
+
+def cmd_demo_corpus(args: argparse.Namespace) -> int:
+    from .demo import make_demo_corpus
+
+    root = make_demo_corpus(args.output, n_train=args.n_train, n_dev=args.n_dev, n_test=args.n_test,
+                            seed=args.seed, progress=not args.quiet)
+    print(f"demo corpus written to {root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emosphere",
+        description="EmoSphere-SER: arousal, valence and dominance (1-7 scale) from speech, "
+                    "with an auxiliary classifier of the emotion's region on a sphere.",
+    )
+    parser.add_argument("--version", action="version", version=f"emosphere {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("prepare", help="prepare an MSP-Podcast label table with sphere regions",
+                            description="Read labels_consensus.csv, keep labelled rows with readable audio, add "
+                                        "targets on [0, 1], spherical coordinates and regions, write the table and "
+                                        "print counts per split and region.")
+    _add_corpus_options(p, required=True)
+    p.add_argument("--regions", choices=REGION_SETS, default="octant",
+                   help="region set: octant (8 classes, the paper) or a sphereN grid of N-degree cells plus an "
+                        "origin class (default: octant)")
+    p.add_argument("--origin-radius", type=float, default=0.0,
+                   help="sphereN: centred radius up to which a point is in the origin class (default 0)")
+    p.add_argument("--keep-other", action="store_true",
+                   help="keep EmoClass O (other) and X (no agreement) rows; the paper recipe drops them")
+    p.add_argument("--output", type=Path,
+                   help="output CSV (default: <corpus>/Labels/processed_labels_<regions>.csv)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare)
+
+    p = commands.add_parser("train", help="train a model from a YAML recipe",
+                            description="Train as the recipe says; any key can be overridden as key.sub=value, e.g. "
+                                        "trainer.max_epochs=2 data.corpus=/data/MSP-Podcast. Writes the run folder "
+                                        "(config.yaml, checkpoints/, logs/, model/) under output_dir, then evaluates "
+                                        "the best model on the development split.")
+    p.add_argument("--config", type=Path, help="YAML recipe, e.g. recipes/msp_podcast/emosphere_ser.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (values parsed as YAML)")
+    p.add_argument("--resume", action="store_true", help="resume from <output_dir>/checkpoints/last.ckpt")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the development split")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("evaluate", help="evaluate a model on a labelled split",
+                            description="CCC per dimension and mean (1-7 scale, whole split), region accuracy, "
+                                        "macro-F1 and UAR. Writes metrics.json, predictions.csv (challenge format) "
+                                        "and predictions_full.csv.")
+    p.add_argument("--model", required=True, type=Path, help="model directory (e.g. runs/demo/model)")
+    _add_corpus_options(p, required=False)
+    p.add_argument("--split", default="Development", help="Split_Set to evaluate (default: Development)")
+    p.add_argument("--keep-other", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep O/X rows (default: as the model was trained)")
+    p.add_argument("--output-dir", type=Path, help="where to write (default: <model>/../eval_<split>)")
+    p.add_argument("--batch-size", type=int, default=16, help="utterances per batch (default 16)")
+    p.add_argument("--num-workers", type=int, default=0, help="audio decoding processes (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("demo-corpus", help="synthesise the built-in demo corpus with espeak-ng",
+                            description="Write a small synthetic emotional-speech corpus in the MSP-Podcast layout "
+                                        "(see docs/demo_corpus.md).")
+    p.add_argument("output", type=Path, help="output folder")
+    p.add_argument("--n-train", type=int, default=1200, help="training utterances (default 1200)")
+    p.add_argument("--n-dev", type=int, default=200, help="development utterances (default 200)")
+    p.add_argument("--n-test", type=int, default=300, help="Test1 utterances (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo_corpus)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    log.propagate = False
+    from .audio import AudioError
+    from .config import ConfigError
+    from .labels import LabelError
+
+    try:
+        return args.func(args)
+    except (AudioError, ConfigError, LabelError, FileNotFoundError) as error:
+        log.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

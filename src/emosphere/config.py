@@ -1,0 +1,197 @@
+"""One config describes a run: data, encoder, pooling, regions, objective,
+optimisation and trainer. It is read from a YAML recipe, overridden with
+dotted ``key=value`` pairs on the command line, and saved with the model.
+
+Unknown keys and values of the wrong type are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .io import write_text_atomic
+
+
+@dataclass
+class DataConfig:
+    corpus: str = ""
+    """Corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)."""
+    labels: str | None = None
+    """Label CSV; default <corpus>/Labels/labels_consensus.csv."""
+    audio_dir: str | None = None
+    """Audio folder; default <corpus>/Audios."""
+    keep_other: bool = False
+    """Keep EmoClass O (other) and X (no agreement) rows; the paper recipe drops them."""
+    train_split: str = "Train"
+    dev_split: str = "Development"
+    max_seconds: float = 12.0
+    """Training utterances are cut to their first max_seconds."""
+    batch_size: int = 16
+    num_workers: int = 2
+    bucket_by_length: bool = True
+    """Batch utterances of similar length together (less padding, same result)."""
+    stats_max_files: int = 0
+    """Files read to measure the audio mean/std (a seeded random subset); 0 reads every training file."""
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "microsoft/wavlm-large"
+    """Hugging Face hub id or local directory of a wav2vec2-family encoder (WavLM, wav2vec2, HuBERT, data2vec-audio)."""
+    pretrained: bool = True
+    """Load the pretrained weights; false builds a randomly initialised encoder from `config`."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """transformers config values; with pretrained false it must name model_type (e.g. wavlm)."""
+    freeze_feature_encoder: bool = True
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    pooling: str = "style"
+    """style (the paper), attentive (challenge baseline) or mean."""
+    pooling_dropout: float = 0.1
+    attention_heads: int = 2
+    head_hidden: int = 0
+    """Hidden size of the regression and region heads; 0 uses the encoder's hidden size."""
+    head_dropout: float = 0.5
+    regions: str = "octant"
+    """Region set of the auxiliary task: octant, sphere30, sphere45, sphere60 or sphere90."""
+    origin_radius: float = 0.0
+    """Grid region sets: centred radius up to which a point is in the origin class."""
+
+
+@dataclass
+class ObjectiveConfig:
+    aux_schedule: str = "linear"
+    """Weight of the auxiliary region loss: linear (decays, then off), constant, or none (no region head)."""
+    aux_start: float = 1.0
+    """Weight at epoch 0 (and the weight of the constant schedule)."""
+    aux_end: float = 0.01
+    """Linear schedule: w(e) = start + (end - start) * e / decay_epochs for e < decay_epochs, then 0."""
+    aux_decay_epochs: int = 5
+    class_weights: bool = True
+    """Weight the cross-entropy by N / (K * count_c) over the training split."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    accumulate_grad_batches: int = 4
+    gradient_clip_val: float = 0.0
+    """0 disables clipping."""
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 20
+    seed: int = 7
+    accelerator: str = "auto"
+    devices: str = "auto"
+    """Number of devices, a list such as "0,1", or auto."""
+    strategy: str = "auto"
+    """auto, ddp, ... (Lightning strategies)."""
+    num_nodes: int = 1
+    precision: str = "auto"
+    """auto: 16-mixed on CUDA, 32 on CPU; or any Lightning precision (bf16-mixed, 32, ...)."""
+    log_every_n_steps: int = 50
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/emosphere_ser"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key."""
+
+
+def _check(value: Any, annotation: Any, key: str) -> Any:
+    """Return ``value`` converted to ``annotation`` or raise naming ``key``."""
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value, prefix=f"{key}.")
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                try:
+                    return _check(value, option, key)
+                except ConfigError:
+                    pass
+        raise ConfigError(f"{key}: expected {annotation}, got {value!r}")
+    expected = origin or annotation
+    if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)  # YAML reads 1e-5 (no dot) as a string
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any:
+    """Build the dataclass ``cls`` from nested dicts, rejecting unknown keys."""
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {[prefix + k for k in unknown]}; known: {sorted(names)}")
+    return cls(**{k: _check(v, hints[k], prefix + k) for k, v in values.items()})
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to nested dicts, in place."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        *parents, leaf = key.split(".")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """A run config from a YAML recipe (or the defaults) plus dotted overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        values = yaml.safe_load(path.read_text()) or {}
+    apply_overrides(values, list(overrides or []))
+    return from_dict(RunConfig, values)

@@ -1,0 +1,162 @@
+"""Data for training and evaluation: audio streamed from disk, padded batches,
+and length bucketing.
+
+Nothing is decoded up front: each item reads its file when the loader asks for
+it. Batches are zero-padded and carry the valid lengths, which the model
+masks, so padding never changes a prediction; bucketing only saves compute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from . import audio
+from .sphere import DIMENSIONS
+
+
+@dataclass
+class Batch:
+    waveform: torch.Tensor
+    """(batch, samples) raw 16 kHz audio, zero-padded."""
+    lengths: torch.Tensor
+    """(batch,) valid samples."""
+    index: torch.Tensor
+    """(batch,) row of each item in its table."""
+    avd: torch.Tensor | None = None
+    """(batch, 3) targets on [0, 1]."""
+    region: torch.Tensor | None = None
+    """(batch,) region labels."""
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
+
+
+class UtteranceDataset(Dataset):
+    """Rows of a prepared label table (``path``, targets, ``region``), read from disk on access.
+
+    ``max_seconds`` keeps only the start of each file (the training crop).
+    """
+
+    def __init__(self, table: pd.DataFrame, max_seconds: float | None = None, min_samples: int = 0) -> None:
+        self.paths = table["path"].tolist()
+        self.max_seconds = max_seconds
+        self.min_samples = min_samples
+        self.avd = table[list(DIMENSIONS)].to_numpy(np.float32) if set(DIMENSIONS) <= set(table) else None
+        self.region = table["region"].to_numpy(np.int64) if "region" in table else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        samples = audio.load(self.paths[index], self.max_seconds)
+        if len(samples) < self.min_samples:
+            raise audio.AudioError(
+                f"{self.paths[index]}: {len(samples)} samples at 16 kHz, the encoder needs at least {self.min_samples}"
+            )
+        item = {"waveform": samples, "index": index}
+        if self.avd is not None:
+            item["avd"] = self.avd[index]
+        if self.region is not None:
+            item["region"] = self.region[index]
+        return item
+
+
+def collate(items: list[dict]) -> Batch:
+    """Zero-pad waveforms to the longest in the batch."""
+    lengths = torch.tensor([len(item["waveform"]) for item in items])
+    waveform = torch.zeros(len(items), int(lengths.max()))
+    for row, item in enumerate(items):
+        waveform[row, : len(item["waveform"])] = torch.from_numpy(item["waveform"])
+    batch = Batch(waveform, lengths, torch.tensor([item["index"] for item in items]))
+    if "avd" in items[0]:
+        batch.avd = torch.from_numpy(np.stack([item["avd"] for item in items]))
+    if "region" in items[0]:
+        batch.region = torch.tensor([item["region"] for item in items])
+    return batch
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of utterances of similar length.
+
+    ``shuffle`` (training): each epoch, a seeded permutation is cut into pools
+    of ``pool_batches`` batches; each pool is sorted by length and cut into
+    batches, and the batch order is shuffled. Otherwise (inference) all items
+    are sorted by length, longest first. With several processes each takes
+    every ``num_replicas``-th batch; in training the batch list is padded by
+    repeating batches so that every process runs the same number of steps.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, bucket: bool = True,
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0, pool_batches: int = 50) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.bucket = bucket
+        self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.pool = batch_size * pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        if not self.shuffle:
+            order = np.argsort(-self.lengths, kind="stable") if self.bucket else np.arange(n)
+            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        rng = np.random.default_rng(self.seed + self.epoch)
+        order = rng.permutation(n)
+        batches = []
+        for start in range(0, n, self.pool if self.bucket else n):
+            pool = order[start : start + (self.pool if self.bucket else n)]
+            if self.bucket:
+                pool = pool[np.argsort(-self.lengths[pool], kind="stable")]
+            batches += [pool[i : i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
+        rng.shuffle(batches)
+        if self.num_replicas > 1:
+            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
+            batches += batches[: total - len(batches)]
+        return batches
+
+    def __iter__(self):
+        return iter(self._batches()[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return len(self._batches()[self.rank :: self.num_replicas])
+
+
+def loader(table: pd.DataFrame, *, batch_size: int, shuffle: bool, max_seconds: float | None = None,
+           bucket: bool = True, num_workers: int = 0, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+           min_samples: int = 0) -> DataLoader:
+    """A DataLoader over a prepared table, batching by length with :class:`BucketBatchSampler`."""
+    durations = table["duration"].to_numpy(np.float64)
+    if max_seconds is not None:
+        durations = np.minimum(durations, max_seconds)
+    sampler = BucketBatchSampler(durations, batch_size, shuffle=shuffle, bucket=bucket, seed=seed,
+                                 num_replicas=num_replicas, rank=rank)
+    return DataLoader(UtteranceDataset(table, max_seconds, min_samples), batch_sampler=sampler,
+                      collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def measure_stats(table: pd.DataFrame, *, max_files: int = 0, seed: int = 0, num_workers: int = 0,
+                  progress: bool = True) -> audio.AudioStats:
+    """Global mean and std of the audio samples of ``table`` (whole files), streamed from disk.
+
+    ``max_files`` > 0 measures a seeded random subset of that many files.
+    """
+    if 0 < max_files < len(table):
+        table = table.sample(n=max_files, random_state=seed)
+    files = DataLoader(UtteranceDataset(table), batch_size=None, num_workers=num_workers)
+    accumulator = audio.StatsAccumulator()
+    for item in tqdm(files, total=len(table), desc="audio statistics", unit="file", disable=not progress):
+        accumulator.add(np.asarray(item["waveform"]))
+    return accumulator.result()

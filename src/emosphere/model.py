@@ -1,0 +1,235 @@
+"""The EmoSphere-SER model: encoder -> pooling -> regression head (+ region head).
+
+``EmoSphereSER`` takes raw 16 kHz mono waveforms and their lengths, applies
+the global audio normalisation it carries, encodes them with a wav2vec2-family
+encoder from transformers (WavLM-large by default; its convolutional feature
+encoder frozen), pools the frames (style pooling by default; see
+:mod:`emosphere.pooling`) and predicts arousal, valence and dominance on
+[0, 1] and, when trained with the auxiliary task, logits over the regions of
+the emotion sphere (:mod:`emosphere.sphere`).
+
+A trained model is a directory: ``config.json`` (architecture, encoder config,
+region names, the run config), ``model.safetensors`` and ``audio_stats.json``.
+It loads with :meth:`EmoSphereSER.from_pretrained` and no training code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+
+from .audio import AudioStats
+from .config import ModelConfig, from_dict
+from .io import atomic_path, write_text_atomic
+from .pooling import build_pooling
+from .sphere import DIMENSIONS, RegionSet
+
+log = logging.getLogger(__name__)
+# transformers' WavLM attention passes a float position bias with a bool padding mask; harmless.
+warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+STATS_FILE = "audio_stats.json"
+FORMAT_VERSION = 1
+
+
+class Encoder(nn.Module):
+    """A transformers speech encoder that returns frame features and their valid-frame mask.
+
+    Frame counts come from the encoder's own output-length rule. Encoders
+    whose feature extractor uses group norm (the *-base models) normalise over
+    the whole padded input, so a padded batch would change their output; they
+    are run one utterance at a time to stay exact.
+    """
+
+    def __init__(self, model: PreTrainedModel, freeze_feature_encoder: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        if freeze_feature_encoder:
+            for parameter in model.feature_extractor.parameters():
+                parameter.requires_grad = False
+        self.exact_batches = getattr(model.config, "feat_extract_norm", "layer") != "group"
+        if not self.exact_batches:
+            log.info("encoder uses group norm: utterances are encoded one at a time")
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input that yields one frame."""
+        samples = 1
+        for kernel, stride in reversed(list(zip(self.model.config.conv_kernel, self.model.config.conv_stride))):
+            samples = (samples - 1) * stride + kernel
+        return samples
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model._get_feat_extract_output_lengths(lengths).to(torch.long)
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frame_lengths = self.frame_lengths(lengths)
+        if self.exact_batches:
+            positions = torch.arange(waveform.shape[1], device=waveform.device)
+            attention_mask = (positions[None, :] < lengths[:, None]).long()
+            frames = self.model(waveform, attention_mask=attention_mask).last_hidden_state
+        else:
+            alone = [self.model(waveform[i : i + 1, : int(n)]).last_hidden_state[0] for i, n in enumerate(lengths)]
+            frames = nn.utils.rnn.pad_sequence(alone, batch_first=True)
+        positions = torch.arange(frames.shape[1], device=frames.device)
+        return frames, positions[None, :] < frame_lengths[:, None]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], freeze_feature_encoder: bool = True) -> "Encoder":
+        """Randomly initialised, from a transformers config dict that names ``model_type``."""
+        values = dict(config)
+        if "model_type" not in values:
+            raise ValueError("encoder.config must name model_type (e.g. wavlm) to build an encoder from scratch")
+        hf_config = AutoConfig.for_model(values.pop("model_type"), **values)
+        return cls(AutoModel.from_config(hf_config), freeze_feature_encoder)
+
+    @classmethod
+    def from_pretrained(cls, name: str, overrides: dict[str, Any] | None = None,
+                        freeze_feature_encoder: bool = True) -> "Encoder":
+        """Pretrained weights from a hub id or local directory; ``overrides`` set config values."""
+        values = {k: v for k, v in (overrides or {}).items() if k != "model_type"}
+        return cls(AutoModel.from_pretrained(name, **values), freeze_feature_encoder)
+
+
+class Head(nn.Module):
+    """Dropout -> Linear -> LayerNorm -> ReLU -> Dropout -> Linear (no output activation)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(hidden, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Output(NamedTuple):
+    avd: torch.Tensor
+    """(batch, 3) arousal, valence, dominance on [0, 1] (map to 1-7 by x * 6 + 1)."""
+    region_logits: torch.Tensor | None
+    """(batch, K) logits over the region set's classes, or None without a region head."""
+
+
+class EmoSphereSER(nn.Module):
+    """Speech emotion recognition: raw 16 kHz mono audio -> arousal, valence, dominance (+ region)."""
+
+    def __init__(self, config: ModelConfig, encoder: Encoder, stats: AudioStats | None = None,
+                 region_head: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.regions = RegionSet(config.regions, config.origin_radius)
+        self.encoder = encoder
+        dim = encoder.hidden_size
+        self.pooling = build_pooling(config.pooling, dim, heads=config.attention_heads,
+                                     dropout=config.pooling_dropout)
+        hidden = config.head_hidden or dim
+        pooled = self.pooling.output_dim
+        self.regression_head = Head(pooled, hidden, len(DIMENSIONS), config.head_dropout)
+        self.region_head = Head(pooled, hidden, self.regions.num_classes, config.head_dropout) if region_head else None
+        self.register_buffer("audio_mean", torch.zeros(()), persistent=False)
+        self.register_buffer("audio_std", torch.ones(()), persistent=False)
+        self.stats: AudioStats | None = None
+        self.run_config: dict[str, Any] | None = None
+        if stats is not None:
+            self.set_stats(stats)
+
+    @classmethod
+    def build(cls, config: ModelConfig, stats: AudioStats | None = None, region_head: bool = True) -> "EmoSphereSER":
+        """A new model whose encoder is loaded (pretrained) or built (random) as ``config.encoder`` says."""
+        enc = config.encoder
+        if enc.pretrained:
+            encoder = Encoder.from_pretrained(enc.name, enc.config, enc.freeze_feature_encoder)
+        else:
+            encoder = Encoder.from_config(enc.config, enc.freeze_feature_encoder)
+        return cls(config, encoder, stats, region_head)
+
+    def set_stats(self, stats: AudioStats) -> None:
+        self.stats = stats
+        self.audio_mean.fill_(stats.mean)
+        self.audio_std.fill_(stats.std)
+
+    @property
+    def region_names(self) -> list[str]:
+        return self.regions.class_names
+
+    @property
+    def min_samples(self) -> int:
+        return self.encoder.min_samples
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> Output:
+        """``waveform``: (batch, samples) raw 16 kHz audio, zero-padded; ``lengths``: (batch,) valid samples."""
+        waveform = (waveform - self.audio_mean) / self.audio_std
+        frames, mask = self.encoder(waveform, lengths)
+        pooled = self.pooling(frames, mask)
+        logits = self.region_head(pooled) if self.region_head is not None else None
+        return Output(self.regression_head(pooled), logits)
+
+    # --- the model directory ---------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and ``audio_stats.json`` to ``directory``."""
+        if self.stats is None:
+            raise ValueError("the model has no audio normalisation statistics; call set_stats first")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        encoder_config = self.encoder.model.config.to_dict()
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": asdict(self.config),
+            "encoder_config": encoder_config,
+            "region_head": self.region_head is not None,
+            "region_set": self.regions.name,
+            "region_names": self.region_names,
+            "dimensions": list(DIMENSIONS),
+            "output_scale": "arousal, valence, dominance on [0, 1]; 1-7 scale = x * 6 + 1",
+            "sample_rate": 16000,
+            "run": self.run_config,
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        self.stats.save(directory / STATS_FILE)
+        write_text_atomic(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> "EmoSphereSER":
+        """Load a model directory, or download one from the Hugging Face hub by id."""
+        directory = Path(name_or_path).expanduser()
+        if not directory.is_dir():
+            text = str(name_or_path)
+            if directory.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
+                raise FileNotFoundError(f"{name_or_path}: no such model directory")
+            from huggingface_hub import snapshot_download
+
+            directory = Path(snapshot_download(str(name_or_path)))
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{directory}: not an emosphere model directory (no {CONFIG_FILE})")
+        meta = json.loads(config_path.read_text())
+        config = from_dict(ModelConfig, meta["model"])
+        encoder_values = dict(meta["encoder_config"])
+        hf_config: PretrainedConfig = AutoConfig.for_model(encoder_values.pop("model_type"), **encoder_values)
+        encoder = Encoder(AutoModel.from_config(hf_config), config.encoder.freeze_feature_encoder)
+        model = cls(config, encoder, AudioStats.load(directory / STATS_FILE), meta["region_head"])
+        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        model.run_config = meta.get("run")
+        return model.to(device).eval()

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny random WavLM config and a generated MSP-Podcast-layout corpus."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from emosphere.config import EncoderConfig, ModelConfig
+
+TINY_WAVLM = {
+    "model_type": "wavlm", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "intermediate_size": 64, "conv_dim": [16] * 7, "feat_extract_norm": "layer", "layerdrop": 0.0,
+    "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4, "mask_time_prob": 0.0,
+}
+
+
+def tiny_model_config(**changes) -> ModelConfig:
+    return ModelConfig(encoder=EncoderConfig(name="tiny", pretrained=False, config=dict(TINY_WAVLM)), **changes)
+
+
+def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
+    """An MSP-Podcast-layout corpus of tones whose loudness follows arousal and pitch follows valence."""
+    rng = np.random.default_rng(seed)
+    (root / "Audios").mkdir(parents=True)
+    (root / "Labels").mkdir()
+    rows, speaker = [], 0
+    for split_name, count in splits.items():
+        for i in range(count):
+            speaker += i % 4 == 0
+            avd = np.round(np.clip(rng.normal(4, 1.3, 3), 1, 7), 1)
+            rate = 16000 if i % 5 else 22050
+            seconds = rng.uniform(0.3, 1.2)
+            t = np.arange(int(seconds * rate)) / rate
+            wave = 0.05 * avd[0] * np.sin(2 * np.pi * (100 + 40 * avd[1]) * t)
+            wave = wave + 0.01 * rng.standard_normal(len(t))
+            if i % 7 == 3:  # some stereo files
+                wave = np.stack([wave, 0.5 * wave], axis=1)
+            name = f"MSP-PODCAST_{split_name}_{i:04d}.wav"
+            sf.write(root / "Audios" / name, wave.astype(np.float32), rate)
+            rows.append({"FileName": name, "EmoClass": "ASHUFDCNOX"[i % 10], "EmoAct": avd[0], "EmoVal": avd[1],
+                         "EmoDom": avd[2], "SpkrID": speaker, "Gender": "Female" if i % 2 else "Male",
+                         "Split_Set": split_name})
+    pd.DataFrame(rows).to_csv(root / "Labels" / "labels_consensus.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"), {"Train": 40, "Development": 12, "Test1": 12})
