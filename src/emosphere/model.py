@@ -35,8 +35,6 @@ from .pooling import build_pooling
 from .sphere import DIMENSIONS, RegionSet
 
 log = logging.getLogger(__name__)
-# transformers' WavLM attention passes a float position bias with a bool padding mask; harmless.
-warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -47,11 +45,15 @@ FORMAT_VERSION = 1
 class Encoder(nn.Module):
     """A transformers speech encoder that returns frame features and their valid-frame mask.
 
-    Frame counts come from the encoder's own output-length rule. Encoders
-    whose feature extractor uses group norm (the *-base models) normalise over
-    the whole padded input, so a padded batch would change their output; they
-    are run one utterance at a time to stay exact.
+    Frame counts come from the encoder's own output-length rule. Two kinds of
+    encoder would let padding change the valid frames, so they are run one
+    utterance at a time to stay exact: those whose feature extractor uses
+    group norm (the *-base models; it normalises over the whole padded input)
+    and data2vec-audio (its stacked positional convolutions spread padding
+    into valid frames after transformers zeroes it once).
     """
+
+    _PADDING_LEAKS = frozenset({"data2vec-audio"})
 
     def __init__(self, model: PreTrainedModel, freeze_feature_encoder: bool = True) -> None:
         super().__init__()
@@ -59,9 +61,10 @@ class Encoder(nn.Module):
         if freeze_feature_encoder:
             for parameter in model.feature_extractor.parameters():
                 parameter.requires_grad = False
-        self.exact_batches = getattr(model.config, "feat_extract_norm", "layer") != "group"
+        self.exact_batches = (getattr(model.config, "feat_extract_norm", "layer") != "group"
+                              and model.config.model_type not in self._PADDING_LEAKS)
         if not self.exact_batches:
-            log.info("encoder uses group norm: utterances are encoded one at a time")
+            log.info("%s encoder: utterances are encoded one at a time to stay exact", model.config.model_type)
 
     @property
     def hidden_size(self) -> int:
@@ -83,7 +86,10 @@ class Encoder(nn.Module):
         if self.exact_batches:
             positions = torch.arange(waveform.shape[1], device=waveform.device)
             attention_mask = (positions[None, :] < lengths[:, None]).long()
-            frames = self.model(waveform, attention_mask=attention_mask).last_hidden_state
+            with warnings.catch_warnings():
+                # WavLM's attention mixes a float position bias with a bool padding mask; harmless.
+                warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
+                frames = self.model(waveform, attention_mask=attention_mask).last_hidden_state
         else:
             alone = [self.model(waveform[i : i + 1, : int(n)]).last_hidden_state[0] for i, n in enumerate(lengths)]
             frames = nn.utils.rnn.pad_sequence(alone, batch_first=True)

@@ -9,7 +9,7 @@ on the development split. A run directory holds:
 * ``labels.csv``: the prepared label table;
 * ``audio_stats.json``: normalisation statistics of the training audio;
 * ``checkpoints/``: Lightning checkpoints (``last.ckpt`` for ``--resume``, and the best);
-* ``logs/``: metrics per step and epoch (CSV);
+* ``logs/version_N/metrics.csv``: metrics per step and epoch, one folder per start or resume;
 * ``model/``: the best model as a model directory (see :mod:`emosphere.model`).
 """
 
@@ -69,7 +69,7 @@ class EmoSphereTask(L.LightningModule):
             loss = loss + weight * loss_aux
             self.log("train/aux_loss", loss_aux, batch_size=len(batch.lengths))
         size = len(batch.lengths)
-        self.log("train/ccc_loss", loss_ccc, batch_size=size)
+        self.log("train/ccc_loss", loss_ccc, batch_size=size, on_step=True, on_epoch=True)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log("train/aux_weight", weight, batch_size=size)
         return loss
@@ -153,7 +153,7 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=_devices(t.devices), strategy=strategy,
         num_nodes=t.num_nodes, precision=precision, accumulate_grad_batches=config.optim.accumulate_grad_batches,
         gradient_clip_val=config.optim.gradient_clip_val or None, callbacks=[checkpoint],
-        logger=CSVLogger(run_dir, name="logs", version=""), log_every_n_steps=t.log_every_n_steps,
+        logger=CSVLogger(run_dir, name="logs"), log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress, use_distributed_sampler=False, num_sanity_val_steps=0,
         deterministic=False,
     )

@@ -1,0 +1,63 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from emosphere import data
+from emosphere.labels import Corpus, prepare_labels
+from emosphere.sphere import RegionSet
+
+
+def test_inference_batches_cover_every_item_once_longest_first():
+    lengths = np.random.default_rng(0).uniform(1, 10, size=53)
+    sampler = data.BucketBatchSampler(lengths, 8, shuffle=False)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(53))
+    assert len(batches) == len(sampler) == 7
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts == sorted(firsts, reverse=True)
+
+
+def test_training_buckets_group_similar_lengths_and_reshuffle():
+    lengths = np.random.default_rng(1).uniform(1, 10, size=400)
+    sampler = data.BucketBatchSampler(lengths, 16, shuffle=True, seed=3, pool_batches=5)
+    epoch0 = list(sampler)
+    assert sorted(i for b in epoch0 for i in b) == list(range(400))
+    spread = np.mean([np.ptp(lengths[b]) for b in epoch0])
+    assert spread < 2.0  # unbucketed batches would span ~8 s
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0
+
+
+def test_ddp_shards_are_disjoint_and_equal_in_training():
+    lengths = np.arange(100, dtype=float)
+    shards = [list(data.BucketBatchSampler(lengths, 8, shuffle=True, num_replicas=3, rank=r)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1
+    seen = [i for s in shards for b in s for i in b]
+    assert set(seen) == set(range(100))
+    inference = [list(data.BucketBatchSampler(lengths, 8, shuffle=False, num_replicas=3, rank=r)) for r in range(3)]
+    assert sorted(i for s in inference for b in s for i in b) == list(range(100))  # no duplicates at inference
+
+
+def test_collate_pads_with_zeros_and_keeps_lengths():
+    items = [{"waveform": np.ones(5, np.float32), "index": 0, "avd": np.zeros(3, np.float32), "region": 2},
+             {"waveform": np.ones(3, np.float32), "index": 1, "avd": np.ones(3, np.float32), "region": 0}]
+    batch = data.collate(items)
+    assert batch.waveform.shape == (2, 5) and batch.lengths.tolist() == [5, 3]
+    assert batch.waveform[1, 3:].abs().sum() == 0
+    assert batch.region.tolist() == [2, 0] and batch.avd.shape == (2, 3)
+
+
+def test_loader_streams_cropped_training_audio(corpus):
+    table = prepare_labels(Corpus.at(corpus), RegionSet(), progress=False)
+    loader = data.loader(table, batch_size=4, shuffle=True, max_seconds=0.5)
+    batch = next(iter(loader))
+    assert batch.waveform.shape[1] <= 8000
+    assert batch.avd.min() >= 0 and batch.avd.max() <= 1
+
+
+def test_measure_stats_subset_is_seeded(corpus):
+    table = prepare_labels(Corpus.at(corpus), RegionSet(), progress=False)
+    a = data.measure_stats(table, max_files=5, seed=1, progress=False)
+    b = data.measure_stats(table, max_files=5, seed=1, progress=False)
+    full = data.measure_stats(table, progress=False)
+    assert a == b and a.num_files == 5 and full.num_files == len(table)
