@@ -1,4 +1,4 @@
-"""The ``emosphere`` command: prepare, train, evaluate, demo-corpus."""
+"""The ``emosphere`` command: prepare, train, evaluate, predict, demo-corpus."""
 
 from __future__ import annotations
 
@@ -84,6 +84,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import PredictError, errors_path, load_backend, predict_to_file
+
+    try:
+        backend = load_backend(args.model, args.backend, args.device)
+    except ImportError as error:
+        log.error("the %s backend cannot be loaded (for onnx: pip install 'emosphere[onnx]'): %s", args.backend, error)
+        return 2
+    try:
+        failed = predict_to_file(backend, args.inputs, args.output, resume=args.resume, batch_size=args.batch_size,
+                                 window=args.window, hop=args.hop, num_workers=args.num_workers,
+                                 progress=not args.quiet)
+    except PredictError as error:
+        log.error("%s", error)
+        return 2
+    print(f"wrote {args.output}")
+    if failed:
+        print(f"{len(failed)} file(s) could not be predicted, listed in {errors_path(args.output)}")
+    return 1 if failed else 0
+
+
 def cmd_demo_corpus(args: argparse.Namespace) -> int:
     from .demo import make_demo_corpus
 
@@ -146,6 +167,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("predict", help="predict arousal, valence, dominance (and region) for audio files",
+                            description="Predict every input: audio files, folders (searched recursively by audio "
+                                        "extension), manifests (.csv with a path, file or FileName column, or "
+                                        ".txt/.lst with one path a line) and glob patterns. Audio longer than a "
+                                        "window gets one row per window plus a file row that aggregates them. "
+                                        "Unreadable or too short files are listed in <output stem>.errors.csv. "
+                                        "Exit code 0: all predicted, 1: some files failed, 2: usage error. "
+                                        "See docs/predict.md.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder, manifest or glob pattern")
+    p.add_argument("--model", required=True,
+                   help="model directory or Hugging Face hub id; with --backend onnx, the exported .onnx file")
+    p.add_argument("--output", required=True, type=Path,
+                   help="output table: CSV, or JSON lines (.jsonl) or parquet (.parquet) by extension")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the model with PyTorch or ONNX Runtime (default torch)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per batch (default 8)")
+    p.add_argument("--window", type=float,
+                   help="window length in seconds; longer audio is cut into windows (default 12, the training crop)")
+    p.add_argument("--hop", type=float, help="seconds between window starts (default 6)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--num-workers", type=int, default=0, help="audio decoding processes (default 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the files already in --output, predict only the others and append them")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
 
     p = commands.add_parser("demo-corpus", help="synthesise the built-in demo corpus with espeak-ng",
                             description="Write a small synthetic emotional-speech corpus in the MSP-Podcast layout "

@@ -21,7 +21,7 @@ import os
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -33,6 +33,11 @@ from .config import ModelConfig, from_dict
 from .io import atomic_path, write_text_atomic
 from .pooling import build_pooling
 from .sphere import DIMENSIONS, RegionSet
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .predict import Input
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +192,19 @@ class EmoSphereSER(nn.Module):
         pooled = self.pooling(frames, mask)
         logits = self.region_head(pooled) if self.region_head is not None else None
         return Output(self.regression_head(pooled), logits)
+
+    def predict(self, inputs: Input | list[Input], sampling_rate: int | None = None, *, batch_size: int = 8,
+                window: float | None = None, hop: float | None = None, progress: bool = False) -> pd.DataFrame:
+        """Predict audio files, folders, manifests, globs or arrays; one row per file, plus one per
+        window for audio longer than ``window`` seconds (default 12; ``hop`` default 6). Arrays are
+        (samples,) or (samples, channels) at ``sampling_rate`` (required for them) and are named
+        ``array_<i>``. Inputs that fail (unreadable, too short) are logged, left out and listed in
+        ``table.attrs["errors"]``. Puts the model in eval mode. Columns: see docs/predict.md."""
+        from . import predict as p
+
+        return p.predict_table(p.TorchBackend(self, next(self.parameters()).device),
+                               p.as_sources(inputs, sampling_rate), batch_size=batch_size,
+                               window=window, hop=hop, progress=progress)
 
     # --- the model directory ---------------------------------------------------------------
 

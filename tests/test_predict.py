@@ -1,0 +1,264 @@
+"""Prediction for users: emosphere.predict, EmoSphereSER.predict and ``emosphere predict``."""
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import tiny_model_config
+from emosphere import EmoSphereSER
+from emosphere import predict as predict_module
+from emosphere.audio import AudioStats
+from emosphere.cli import main
+from emosphere.io import read_table
+from emosphere.predict import PredictError, TorchBackend, collect_inputs, errors_path, predict_to_file
+
+SR = 16000
+TONES = (220, 470, 1300)
+
+
+def signal(rate: int, seconds: float, tones=TONES) -> np.ndarray:
+    """Amplitude-modulated tones (all below 4 kHz, so they survive 8 kHz sampling)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return ((0.3 * np.sin(2 * np.pi * 3 * t) + 0.5) * sum(0.1 * np.sin(2 * np.pi * f * t) for f in tones)).astype(
+        np.float32)
+
+
+@pytest.fixture(scope="module")
+def model() -> EmoSphereSER:
+    torch.manual_seed(0)
+    model = EmoSphereSER.build(tiny_model_config(), AudioStats(0.0, 0.1, 1, 1)).eval()
+    with torch.no_grad():  # move the random predictions inside [0, 1] (no clipping) and away from the centre
+        noise = 0.1 * torch.randn(1, SR)
+        model.regression_head.net[-1].bias += torch.tensor([0.65, 0.4, 0.6]) - model(noise, torch.tensor([SR])).avd[0]
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(model, tmp_path_factory) -> str:
+    return str(model.save_pretrained(tmp_path_factory.mktemp("model")))
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("audio")
+    (root / "good" / "sub" / "deeper").mkdir(parents=True)
+    (root / "bad").mkdir()
+    sf.write(root / "good" / "a.wav", signal(SR, 1.0), SR)
+    sf.write(root / "good" / "b.wav", signal(8000, 0.7, (300, 900)), 8000)
+    stereo = signal(22050, 1.3, (250, 2000))
+    sf.write(root / "good" / "sub" / "c.flac", np.stack([stereo, 0.5 * stereo], 1), 22050)
+    sf.write(root / "good" / "sub" / "deeper" / "d.ogg", signal(44100, 0.9, (500, 1500)), 44100)
+    (root / "good" / "notes.txt").write_text("not audio\n")
+    rng = np.random.default_rng(0)
+    sf.write(root / "long.wav", (signal(SR, 30.0) + 0.05 * rng.standard_normal(30 * SR)).astype(np.float32), SR)
+    sf.write(root / "bad" / "short.wav", signal(SR, 0.01), SR)  # 160 samples < 400
+    (root / "bad" / "corrupt.wav").write_bytes(b"RIFF" + rng.bytes(2000))
+    return root
+
+
+def good_files(audio: Path) -> list[str]:
+    return [str(audio / "good" / p) for p in ("a.wav", "b.wav", "sub/c.flac", "sub/deeper/d.ogg")]
+
+
+@pytest.fixture(scope="module")
+def predicted(model, audio) -> pd.DataFrame:
+    """The long file and the good files, predicted together in batches of 4 windows."""
+    return model.predict([str(audio / "long.wav")] + good_files(audio), batch_size=4)
+
+
+def rows_of(table: pd.DataFrame, files: list[str]) -> pd.DataFrame:
+    return pd.concat([table[table.file == f] for f in files], ignore_index=True)
+
+
+def numeric(table: pd.DataFrame) -> np.ndarray:
+    return table.select_dtypes("number").to_numpy()
+
+
+def test_batches_equal_one_file_at_a_time(model, audio, predicted):
+    files = [str(audio / "long.wav")] + good_files(audio)
+    batched = predicted
+    alone = pd.concat([model.predict(f, batch_size=1) for f in files], ignore_index=True)
+    assert list(batched.loc[batched.level == "file", "file"]) == files  # input order restored after bucketing
+    pd.testing.assert_frame_equal(batched.drop(columns=list(batched.select_dtypes("number"))),
+                                  alone.drop(columns=list(alone.select_dtypes("number"))))
+    np.testing.assert_allclose(numeric(batched), numeric(alone), atol=1e-4, rtol=0)
+
+
+def test_long_audio_gets_window_rows_and_a_duration_weighted_file_row(model, audio, predicted):
+    table = rows_of(predicted, [str(audio / "long.wav")])
+    assert list(table.level) == ["file"] + ["window"] * 4
+    assert table[["start", "end"]].to_numpy().tolist() == [[0, 30], [0, 12], [6, 18], [12, 24], [18, 30]]
+    file_row, windows = table.iloc[0], table.iloc[1:]
+    units = [c for c in table if c.endswith("_unit")]
+    probs = [c for c in table if c.startswith("p_")]
+    np.testing.assert_allclose(file_row[units + probs].astype(float), windows[units + probs].mean(), atol=1e-6)
+    assert file_row.region == probs[int(np.argmax(windows[probs].mean()))].removeprefix("p_")
+    np.testing.assert_allclose(file_row[["arousal", "valence", "dominance"]].astype(float),
+                               1 + 6 * file_row[units].astype(float), atol=1e-6)
+    assert windows[units + probs].std().max() > 1e-4  # the windows differ, so the mean is not trivial
+    # a window row is the prediction of that stretch of audio alone
+    samples, _ = sf.read(audio / "long.wav", dtype="float32")
+    alone = model.predict(samples[6 * SR : 18 * SR], SR)
+    np.testing.assert_allclose(numeric(windows.iloc[[1]])[:, 2:], numeric(alone)[:, 2:], atol=1e-4, rtol=0)
+
+
+def test_resampled_and_stereo_audio_match_16k_mono(model, tmp_path):
+    x = signal(44100, 1.5)
+    y = 0.05 * np.random.default_rng(1).standard_normal(len(x)).astype(np.float32)
+    sf.write(tmp_path / "stereo44k.wav", np.stack([x + y, x - y], 1), 44100)  # mixes down to x
+    sf.write(tmp_path / "mono8k.flac", signal(8000, 1.5), 8000)
+    reference = model.predict(signal(SR, 1.5), SR)
+    columns = [c for c in reference if c.endswith("_unit") or c.startswith("p_")]
+    for name in ("stereo44k.wav", "mono8k.flac"):
+        table = model.predict(str(tmp_path / name))
+        np.testing.assert_allclose(table[columns], reference[columns], atol=1e-3)
+    other = model.predict(signal(SR, 1.5, (300, 700, 2000)), SR)  # the tolerance does tell signals apart
+    assert np.abs(other[columns].to_numpy() - reference[columns].to_numpy()).max() > 1e-2
+
+
+def test_api_arrays_need_a_sampling_rate_and_are_named(model):
+    mono = signal(SR, 0.5)
+    with pytest.raises(ValueError, match="sampling_rate"):
+        model.predict(mono)
+    with pytest.raises(ValueError, match="samples, channels"):
+        model.predict(np.stack([mono, mono]), SR)
+    stereo = np.stack([signal(22050, 0.5), signal(22050, 0.5)], 1)
+    table = model.predict([mono, stereo, np.zeros(100, np.float32)], sampling_rate=22050)
+    assert list(table.file) == ["array_0", "array_1"]
+    assert [file for file, _ in table.attrs["errors"]] == ["array_2"]
+    assert table.attrs["errors"][0][1].startswith("too short")
+    assert list(table.columns[:4]) == ["file", "level", "start", "end"]
+    assert table.end.tolist() == pytest.approx([0.5 * SR / 22050, 0.5], abs=1e-3)
+
+
+def test_cli_skips_and_reports_bad_files_and_exits_1(model_dir, audio, tmp_path):
+    output = tmp_path / "out.csv"
+    bad = [str(audio / "bad" / "corrupt.wav"), str(audio / "bad" / "short.wav")]
+    code = main(["predict", "--model", model_dir, "--output", str(output), str(audio / "good"), *bad,
+                 "--num-workers", "2", "--quiet"])
+    assert code == 1
+    table = read_table(output)
+    assert sorted(table.file) == sorted(good_files(audio))  # folder searched recursively, notes.txt ignored
+    assert set(table.level) == {"file"} and table.region.notna().all()
+    errors = pd.read_csv(errors_path(output))
+    assert list(errors.columns) == ["file", "error"] and list(errors.file) == bad
+    assert "cannot read audio" in errors.error[0] and errors.error[1].startswith("too short")
+    assert sorted(os.listdir(tmp_path)) == ["out.csv", "out.errors.csv"]  # no temporary files left
+    # nothing readable: an output with the columns and no rows
+    assert main(["predict", "--model", model_dir, "--output", str(tmp_path / "none.csv"), bad[1], "--quiet"]) == 1
+    assert read_table(tmp_path / "none.csv").columns[:5].tolist() == ["file", "level", "start", "end", "arousal"]
+
+
+def test_cli_usage_errors_exit_2(model_dir, audio, tmp_path):
+    output = ["--model", model_dir, "--output", str(tmp_path / "out.csv"), "--quiet"]
+    assert main(["predict", *output, str(audio / "missing.wav")]) == 2
+    assert main(["predict", *output, str(audio / "good" / "*.mp3")]) == 2  # a glob that matches nothing
+    assert main(["predict", *output, "--window", "2", "--hop", "3", str(audio / "good")]) == 2
+    assert main(["predict", "--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "o.csv"),
+                 str(audio / "good")]) == 2
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("suffix, names", [(".jsonl", ["good/a.wav", "long.wav"]), (".parquet", ["good/b.wav"])])
+def test_cli_writes_jsonl_and_parquet(model_dir, audio, predicted, tmp_path, suffix, names):
+    files = [str(audio / name) for name in names]
+    output = tmp_path / f"predictions{suffix}"
+    assert main(["predict", "--model", model_dir, "--output", str(output), *files, "--quiet"]) == 0
+    table, expected = read_table(output), rows_of(predicted, files)
+    assert list(table.columns) == list(expected.columns) and list(table.level) == list(expected.level)
+    np.testing.assert_allclose(numeric(table), numeric(expected), atol=1e-5)
+    assert not errors_path(output).exists()
+
+
+def test_onnx_backend_plugs_in_with_the_same_call(model, audio, predicted, tmp_path, monkeypatch):
+    loaded = []
+
+    class FakeOnnxModel:  # stands in for emosphere.export.OnnxModel: the Backend protocol on numpy arrays
+        @classmethod
+        def load(cls, path):
+            loaded.append(path)
+            return TorchBackend(model)
+
+    monkeypatch.setitem(sys.modules, "emosphere.export", types.SimpleNamespace(OnnxModel=FakeOnnxModel))
+    files, output = good_files(audio)[:2], tmp_path / "out.csv"
+    assert main(["predict", "--backend", "onnx", "--model", "model.onnx", "--output", str(output), *files,
+                 "--quiet"]) == 0
+    assert loaded == ["model.onnx"]
+    np.testing.assert_allclose(numeric(read_table(output)), numeric(rows_of(predicted, files)), atol=1e-5)
+
+
+def test_resume_keeps_finished_files_and_appends_the_rest(model_dir, audio, tmp_path):
+    a, b = str(audio / "good" / "a.wav"), str(audio / "good" / "b.wav")
+    output = tmp_path / "out.csv"
+    (tmp_path / "list.txt").write_text(f"# manifest\n{a}\n\n{b}\n")
+    assert main(["predict", "--model", model_dir, "--output", str(output), a, "--quiet"]) == 0
+    first = read_table(output)
+    first.loc[0, "arousal"] = 99.0  # a sentinel: a resumed run must not predict a.wav again
+    first.to_csv(output, index=False)
+    assert main(["predict", "--model", model_dir, "--output", str(output), str(tmp_path / "list.txt"),
+                 "--resume", "--quiet"]) == 0
+    table = read_table(output)
+    assert list(table.file) == [a, b] and table.arousal[0] == 99.0 and table.arousal[1] != 99.0
+    assert main(["predict", "--model", model_dir, "--output", str(output), a, b, "--quiet"]) == 0
+    assert read_table(output).arousal[0] != 99.0  # without --resume the output is rewritten
+
+
+def test_interrupted_run_leaves_a_complete_table_to_resume_from(model, audio, tmp_path, monkeypatch):
+    class Interrupted(TorchBackend):
+        calls = 0
+
+        def __call__(self, waveform, lengths):
+            Interrupted.calls += 1
+            if Interrupted.calls == 2:
+                raise KeyboardInterrupt
+            return super().__call__(waveform, lengths)
+
+    monkeypatch.setattr(predict_module, "POOL_BATCHES", 1)  # one file per pool at batch size 1
+    output = tmp_path / "out.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(Interrupted(model), good_files(audio), output, batch_size=1)
+    assert list(read_table(output).file) == good_files(audio)[:1]
+    assert predict_to_file(TorchBackend(model), good_files(audio), output, resume=True, batch_size=1) == []
+    assert list(read_table(output).file) == good_files(audio)
+
+
+def test_inputs_from_folders_manifests_and_globs(audio, tmp_path):
+    good = audio / "good"
+    assert sorted(collect_inputs([good])) == sorted(good_files(audio))
+    assert collect_inputs([str(good / "**" / "*.ogg"), str(good / "a.wav"), str(good / "a.wav")]) == [
+        str(good / "sub" / "deeper" / "d.ogg"), str(good / "a.wav")]
+    pd.DataFrame({"FileName": ["a.wav", "sub/c.flac"], "x": [1, 2]}).to_csv(good / "manifest.csv", index=False)
+    (good / "list.lst").write_text("# comment\nb.wav\n\n/abs/elsewhere.wav\n")
+    assert collect_inputs([good / "manifest.csv", good / "list.lst"]) == [
+        str(good / "a.wav"), str(good / "sub" / "c.flac"), str(good / "b.wav"), "/abs/elsewhere.wav"]
+    (tmp_path / "bad.csv").write_text("name\nx.wav\n")
+    with pytest.raises(PredictError, match="column"):
+        collect_inputs([tmp_path / "bad.csv"])
+    (good / "manifest.csv").unlink()
+    (good / "list.lst").unlink()
+
+
+def test_saved_model_predicts_the_same_without_training_code(model, audio, predicted, tmp_path):
+    model.save_pretrained(tmp_path / "model")
+    files = good_files(audio)[:2]
+    script = (
+        "import sys\n"
+        "from emosphere import EmoSphereSER\n"
+        f"model = EmoSphereSER.from_pretrained({str(tmp_path / 'model')!r})\n"
+        f"model.predict({files!r}).to_csv({str(tmp_path / 'loaded.csv')!r}, index=False)\n"
+        "training = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'torchmetrics')\n"
+        "                  or m in ('emosphere.train', 'emosphere.labels', 'emosphere.losses'))\n"
+        "assert not training, training\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    loaded, expected = pd.read_csv(tmp_path / "loaded.csv"), rows_of(predicted, files)
+    assert list(loaded.columns) == list(expected.columns)
+    np.testing.assert_allclose(numeric(loaded), numeric(expected), atol=1e-6)
