@@ -262,3 +262,11 @@ def test_saved_model_predicts_the_same_without_training_code(model, audio, predi
     loaded, expected = pd.read_csv(tmp_path / "loaded.csv"), rows_of(predicted, files)
     assert list(loaded.columns) == list(expected.columns)
     np.testing.assert_allclose(numeric(loaded), numeric(expected), atol=1e-6)
+
+
+def test_unknown_output_format_is_a_usage_error(tmp_path, model_dir, capsys):
+    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
+    assert main(["predict", "--model", str(model_dir), "--output", str(tmp_path / "out.txt"),
+                 str(tmp_path / "a.wav")]) == 2
+    assert "unknown output format" in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()

@@ -58,6 +58,15 @@ def load(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarra
     return samples
 
 
+def check_length(samples: np.ndarray, min_samples: int) -> np.ndarray:
+    """Return ``samples``, or raise :class:`AudioError` if they are fewer than the model's minimum."""
+    if len(samples) < min_samples:
+        n, per_ms = len(samples), SAMPLE_RATE / 1000
+        raise AudioError(f"too short: {n} samples ({n / per_ms:.1f} ms at 16 kHz); "
+                         f"the model needs at least {min_samples} ({min_samples / per_ms:.1f} ms)")
+    return samples
+
+
 def windows(num_samples: int, window_seconds: float, hop_seconds: float) -> list[tuple[int, int]]:
     """(start, end) sample spans covering a signal: one span if it fits in a window,
     else windows every hop, the last one aligned to the end so that no audio is lost."""

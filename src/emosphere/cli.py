@@ -60,14 +60,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_metrics, write_evaluation
-    from .labels import Corpus, prepare_labels, split
+    from .labels import Corpus, LabelError, prepare_labels, split
     from .model import EmoSphereSER
 
     model = EmoSphereSER.from_pretrained(args.model, device=args.device)
     run_data = (model.run_config or {}).get("data", {})
     corpus = args.corpus or run_data.get("corpus")
     if not corpus and not args.labels:
-        raise SystemExit("error: give --corpus (the model's config names no corpus)")
+        raise LabelError(f"{args.model}: the model's config names no corpus; give --corpus or --labels")
     same_corpus = args.corpus is None
     source = Corpus.at(corpus or ".", args.labels or (run_data.get("labels") if same_corpus else None),
                        args.audio_dir or (run_data.get("audio_dir") if same_corpus else None))

@@ -55,11 +55,12 @@ class UtteranceDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict:
-        samples = audio.load(self.paths[index], self.max_seconds)
-        if len(samples) < self.min_samples:
-            raise audio.AudioError(
-                f"{self.paths[index]}: {len(samples)} samples at 16 kHz, the encoder needs at least {self.min_samples}"
-            )
+        path = self.paths[index]
+        samples = audio.load(path, self.max_seconds)
+        try:
+            audio.check_length(samples, self.min_samples)
+        except audio.AudioError as error:
+            raise audio.AudioError(f"{path}: {error}") from None
         item = {"waveform": samples, "index": index}
         if self.avd is not None:
             item["avd"] = self.avd[index]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+TABLE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -35,6 +37,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a table atomically, as CSV, JSON lines (.jsonl) or parquet (.parquet) by extension."""
     suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path}: unknown table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
             table.to_parquet(tmp, index=False)

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from . import audio
 from .data import Batch, BucketBatchSampler, collate
-from .io import read_table, write_table
+from .io import TABLE_SUFFIXES, read_table, write_table
 from .model import EmoSphereSER
 from .sphere import DIMENSIONS, centre, from_unit, to_spherical, to_unit
 
@@ -257,11 +257,7 @@ class _Files(Dataset):
     def __getitem__(self, index: int) -> dict:
         name = source_name(self.sources[index])
         try:
-            samples = self._decode(self.sources[index])
-            if len(samples) < self.min_samples:
-                n, need, per_ms = len(samples), self.min_samples, audio.SAMPLE_RATE / 1000
-                raise audio.AudioError(f"too short: {n} samples ({n / per_ms:.1f} ms at 16 kHz); "
-                                       f"the model needs at least {need} ({need / per_ms:.1f} ms)")
+            samples = audio.check_length(self._decode(self.sources[index]), self.min_samples)
             return {"index": index, "samples": samples,
                     "spans": audio.windows(len(samples), self.window, self.hop)}
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
@@ -383,6 +379,8 @@ def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], outpu
     also when interrupted. ``resume`` keeps the files already in ``output`` and predicts the others.
     Failures are logged and written to :func:`errors_path` (removed when there are none); returns them."""
     output = Path(output)
+    if output.suffix.lower() not in TABLE_SUFFIXES:
+        raise PredictError(f"{output}: unknown output format; use one of {', '.join(TABLE_SUFFIXES)}")
     paths = collect_inputs(inputs)
     if not paths:
         raise PredictError(f"no audio files found in {', '.join(map(str, inputs))}")
