@@ -42,7 +42,6 @@ import io
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +51,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import soxr
+
+from .io import atomic_path
 
 __all__ = [
     "CSV_COLUMNS",
@@ -424,10 +425,6 @@ def _check_espeak() -> None:
         )
 
 
-def _tmp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-
-
 def _trim(x: np.ndarray) -> np.ndarray:
     """Cut leading/trailing silence (espeak-ng adds ~0.3 s at the end)."""
     loud = np.flatnonzero(np.abs(x) > _TRIM_THRESHOLD)
@@ -475,14 +472,8 @@ def _synthesise(job: _Job, audio_dir: Path) -> None:
     if peak > _MAX_PEAK:  # never clip (rare: resampling overshoot)
         x = x * (_MAX_PEAK / peak)
     pcm = np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767)
-    final = audio_dir / job.file_name
-    tmp = _tmp_name(final)
-    try:
+    with atomic_path(audio_dir / job.file_name) as tmp:
         sf.write(tmp, pcm.astype(np.int16), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _check_sizes(n_train: int, n_dev: int, n_test: int) -> None:
@@ -506,13 +497,8 @@ def demo_labels(
 
 
 def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.1f", lineterminator="\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def make_demo_corpus(
@@ -601,28 +587,3 @@ def make_demo_corpus(
     _write_csv_atomic(df, csv_path)
     return root
 
-
-def _main(argv: Sequence[str] | None = None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(description="Write the synthetic espeak-ng demo corpus.")
-    ap.add_argument("out_dir")
-    ap.add_argument("--n-train", type=int, default=1200)
-    ap.add_argument("--n-dev", type=int, default=200)
-    ap.add_argument("--n-test", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=None)
-    args = ap.parse_args(argv)
-    root = make_demo_corpus(
-        args.out_dir,
-        n_train=args.n_train,
-        n_dev=args.n_dev,
-        n_test=args.n_test,
-        seed=args.seed,
-        workers=args.workers,
-    )
-    print(root)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _main()
