@@ -36,8 +36,10 @@ class DataConfig:
     """Training utterances are cut to their first max_seconds."""
     batch_size: int = 16
     num_workers: int = 2
-    bucket_by_length: bool = True
-    """Batch utterances of similar length together (less padding, same result)."""
+    bucket_by_length: bool = False
+    """Group training utterances of similar length into batches: less padding, but the per-batch
+    CCC loss then sees little variance of any label that length tracks (speaking rate, arousal);
+    off by default, as in the paper. Inference always buckets (it cannot change a prediction)."""
     stats_max_files: int = 0
     """Files read to measure the audio mean/std (a seeded random subset); 0 reads every training file."""
 
