@@ -64,7 +64,7 @@ def test_resume_continues_from_the_last_checkpoint(run, corpus, tmp_path):
     import shutil
 
     shutil.copytree(run, tmp_path / "run")
-    assert main(train_args(corpus, tmp_path / "run", "trainer.max_epochs=3", "--resume", "--no-eval")) == 0
+    assert main(train_args(corpus, tmp_path / "run", "--resume", "--no-eval", "trainer.max_epochs=3")) == 0
     resumed = pd.read_csv(tmp_path / "run" / "logs" / "version_1" / "metrics.csv")
     assert resumed["epoch"].min() == resumed["epoch"].max() == 2  # only the new epoch ran
     assert (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").is_file()  # history kept
