@@ -1,4 +1,4 @@
-"""The ``emosphere`` command: prepare, train, evaluate, predict, demo-corpus."""
+"""The ``emosphere`` command: prepare, train, evaluate, predict, export, demo-corpus."""
 
 from __future__ import annotations
 
@@ -105,6 +105,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .model import EmoSphereSER
+
+    try:
+        from .export import export_onnx
+    except ImportError as error:
+        log.error("ONNX export needs onnx and onnxscript (pip install 'emosphere[onnx]'): %s", error)
+        return 2
+    model = EmoSphereSER.from_pretrained(args.model)
+    path = export_onnx(model, args.output, opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; inputs waveform, lengths; outputs avd"
+          f"{', region_logits' if model.region_head is not None else ''}; see docs/onnx.md)")
+    return 0
+
+
 def cmd_demo_corpus(args: argparse.Namespace) -> int:
     from .demo import make_demo_corpus
 
@@ -194,6 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
+    p = commands.add_parser("export", help="export a model to ONNX for onnxruntime",
+                            description="Write the whole model (audio normalisation, encoder, pooling, heads) as "
+                                        "one ONNX file: raw 16 kHz waveform and lengths in, arousal, valence, "
+                                        "dominance on [0, 1] (and region logits) out, any batch size and length. "
+                                        "Use it with emosphere predict --backend onnx. See docs/onnx.md.")
+    p.add_argument("--model", required=True, help="model directory or Hugging Face hub id")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx, the only one)")
+    p.add_argument("--output", required=True, type=Path, help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    p.set_defaults(func=cmd_export)
+
     p = commands.add_parser("demo-corpus", help="synthesise the built-in demo corpus with espeak-ng",
                             description="Write a small synthetic emotional-speech corpus in the MSP-Podcast layout "
                                         "(see docs/demo_corpus.md).")
@@ -208,7 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops collecting KEY=VALUE overrides at the first option; take the rest too.
+    if extra and getattr(args, "overrides", None) is not None and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     for old in list(log.handlers):
         log.removeHandler(old)
     handler = logging.StreamHandler()
