@@ -156,7 +156,6 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
         gradient_clip_val=config.optim.gradient_clip_val or None, callbacks=[checkpoint],
         logger=CSVLogger(run_dir, name="logs"), log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress, use_distributed_sampler=False, num_sanity_val_steps=0,
-        deterministic=False,
     )
 
 
@@ -173,17 +172,17 @@ def train(config: RunConfig, *, resume: bool = False) -> Path:
     table = prepare_labels(Corpus.at(cfg.corpus, cfg.labels, cfg.audio_dir), model.regions,
                            keep_other=cfg.keep_other, progress=config.trainer.progress)
     write_table(table, run_dir / "labels.csv")
+    train_rows = split(table, cfg.train_split)
     stats_path = run_dir / "audio_stats.json"
     if stats_path.is_file():
         stats = AudioStats.load(stats_path)
     else:
-        stats = data.measure_stats(split(table, cfg.train_split), max_files=cfg.stats_max_files,
+        stats = data.measure_stats(train_rows, max_files=cfg.stats_max_files,
                                    seed=config.trainer.seed, num_workers=cfg.num_workers,
                                    progress=config.trainer.progress)
         stats.save(stats_path)
     model.set_stats(stats)
     model.run_config = config.to_dict()
-    train_rows = split(table, cfg.train_split)
     weights = model.regions.class_weights(train_rows["region"]) if config.objective.class_weights else None
     task = EmoSphereTask(model, config, weights)
     trainer = build_trainer(config, run_dir)
