@@ -23,6 +23,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torchmetrics import CatMetric
@@ -186,7 +187,7 @@ def train(config: RunConfig, *, resume: bool = False) -> Path:
     weights = model.regions.class_weights(train_rows["region"]) if config.objective.class_weights else None
     task = EmoSphereTask(model, config, weights)
     trainer = build_trainer(config, run_dir)
-    if trainer.accelerator.__class__.__name__ == "CPUAccelerator":
+    if isinstance(trainer.accelerator, CPUAccelerator):
         # Leave a core to each data-loading worker: oversubscribed OpenMP threads make
         # every small op wait for a descheduled thread (10x slower seen on 2 cores).
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.num_workers))
