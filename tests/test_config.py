@@ -1,3 +1,4 @@
+import typing
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,22 @@ def test_overrides_and_round_trip(tmp_path):
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_choices_name_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"model.regions: 'octnat' is not one of octant, sphere30"):
+        load_config(None, ["model.regions=octnat"])
+    with pytest.raises(ConfigError, match="objective.aux_schedule: 'cosine'"):
+        load_config(None, ["objective.aux_schedule=cosine"])
+
+
+def test_choices_match_what_the_package_implements():
+    from emosphere.config import Pooling, RegionSetName
+    from emosphere.pooling import POOLINGS
+    from emosphere.sphere import RegionSet
+
+    assert typing.get_args(Pooling) == POOLINGS
+    for name in typing.get_args(RegionSetName):
+        RegionSet(name)  # each declared region set exists
+    with pytest.raises(ValueError):
+        RegionSet("sphere20")

@@ -7,10 +7,12 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
-from .sphere import GRID_DELTAS
+import typing
 
-REGION_SETS = ["octant"] + [f"sphere{d}" for d in GRID_DELTAS]
+from . import __version__
+from .config import RegionSetName
+
+REGION_SETS = typing.get_args(RegionSetName)
 log = logging.getLogger("emosphere")
 
 

@@ -2,7 +2,8 @@
 optimisation and trainer. It is read from a YAML recipe, overridden with
 dotted ``key=value`` pairs on the command line, and saved with the model.
 
-Unknown keys and values of the wrong type are errors that name the key.
+Unknown keys, values of the wrong type and values outside a key's choices
+(declared with ``Literal``) are errors that name the key.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from .io import write_text_atomic
+
+
+Pooling = Literal["style", "attentive", "mean"]
+RegionSetName = Literal["octant", "sphere30", "sphere45", "sphere60", "sphere90"]
+AuxSchedule = Literal["linear", "constant", "none"]
 
 
 @dataclass
@@ -58,14 +64,14 @@ class EncoderConfig:
 @dataclass
 class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    pooling: str = "style"
+    pooling: Pooling = "style"
     """style (the paper), attentive (challenge baseline) or mean."""
     pooling_dropout: float = 0.1
     attention_heads: int = 2
     head_hidden: int = 0
     """Hidden size of the regression and region heads; 0 uses the encoder's hidden size."""
     head_dropout: float = 0.5
-    regions: str = "octant"
+    regions: RegionSetName = "octant"
     """Region set of the auxiliary task: octant, sphere30, sphere45, sphere60 or sphere90."""
     origin_radius: float = 0.0
     """Grid region sets: centred radius up to which a point is in the origin class."""
@@ -73,7 +79,7 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
-    aux_schedule: str = "linear"
+    aux_schedule: AuxSchedule = "linear"
     """Weight of the auxiliary region loss: linear (decays, then off), constant, or none (no region head)."""
     aux_start: float = 1.0
     """Weight at epoch 0 (and the weight of the constant schedule)."""
@@ -145,6 +151,11 @@ def _check(value: Any, annotation: Any, key: str) -> Any:
                 except ConfigError:
                     pass
         raise ConfigError(f"{key}: expected {annotation}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        return value
     expected = origin or annotation
     if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
         try:

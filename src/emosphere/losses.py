@@ -8,12 +8,14 @@ auxiliary weight linearly over the first 5 epochs, w(e) = 1 - (e / 5) * 0.99:
 
 from __future__ import annotations
 
+import typing
+
 import torch
 import torch.nn.functional as F
 
-from .config import ObjectiveConfig
+from .config import AuxSchedule, ObjectiveConfig
 
-AUX_SCHEDULES = ("linear", "constant", "none")
+AUX_SCHEDULES = typing.get_args(AuxSchedule)
 
 
 def ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
