@@ -3,17 +3,21 @@
 Runs the same generated audio through
 
   (a) eager PyTorch, one utterance at a time (the original recipe's way),
-  (b) eager PyTorch, utterances sorted by length and batched (data.collate),
-  (c) onnxruntime on the exported model, with the same batches as (b),
+  (b) eager PyTorch, utterances sorted by length and batched as the inference
+      core batches them (emosphere.inference.window_batches),
+  (c) onnxruntime on the exported model, with the same batches as (b) (CPU only),
+  (b-bf16), (b-fp16) with ``--precisions``: (b) under bf16 / fp16 autocast,
 
-checks that the three give the same predictions, and prints the real-time
-factor (wall seconds per audio second) and utterances per second of each,
-with the speed-ups b/a and c/b. The paths take turns, ``--repeats`` times,
-and each one's fastest round is reported. The default model is a randomly
-initialised WavLM of base size with style pooling and the octant head (speed
-does not depend on the weights). See docs/benchmarks.md.
+checks that (a), (b) and (c) give the same predictions (and reports how far
+the reduced precisions are from fp32), and prints the real-time factor (wall
+seconds per audio second) and utterances per second of each, with the
+speed-ups b/a and c/b. The paths take turns, ``--repeats`` times, and each
+one's fastest round is reported. The default model is a randomly initialised
+WavLM of base size with style pooling and the octant head (speed does not
+depend on the weights). See docs/benchmarks.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py [--json figures.json]
+    python bench/predict_speed.py --device cuda --hidden 1024 --layers 24 --batch-size 32 --precisions bf16 fp16
 """
 
 from __future__ import annotations
@@ -71,67 +75,82 @@ def build_model(hidden: int, layers: int, audio: list[np.ndarray]) -> Any:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    import onnxruntime
     import torch
 
-    from emosphere.data import BucketBatchSampler, collate
-    from emosphere.export import OnnxModel, export_onnx
-    from emosphere.predict import TorchBackend, infer
+    from emosphere.inference import Item, TorchBackend, window_batches
 
     torch.set_num_threads(args.threads)
     audio = make_audio(args.utterances, args.min_seconds, args.max_seconds, args.seed)
-    items = [{"waveform": wave, "index": i} for i, wave in enumerate(audio)]
+    items = [Item(i, f"utt{i}", wave, [(0, len(wave))]) for i, wave in enumerate(audio)]
     lengths = np.array([len(wave) for wave in audio])
     audio_seconds = float(lengths.sum() / SAMPLE_RATE)
     model = build_model(args.hidden, args.layers, audio)
 
-    singles = [collate([item]) for item in items]
-    batches = [collate([items[i] for i in indices])
-               for indices in BucketBatchSampler(lengths, args.batch_size, shuffle=False)]
-    padded_samples = sum(batch.waveform.numel() for batch in batches)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        path = export_onnx(model, Path(tmp) / "model.onnx")
-        export_seconds = time.perf_counter() - start
-        onnx_model = OnnxModel.load(path, threads=args.threads, spinning=args.spin)
-    torch_model = TorchBackend(model)
+    singles = list(window_batches(items, 1))
+    batches = list(window_batches(items, args.batch_size))
+    padded_samples = sum(batch.waveform.size for batch in batches)
+    backend = TorchBackend(model, args.device)
     paths = {
-        "a": ("eager PyTorch, one utterance at a time", torch_model, singles),
-        "b": (f"eager PyTorch, batches of {args.batch_size} by length", torch_model, batches),
-        "c": (f"onnxruntime, batches of {args.batch_size} by length", onnx_model, batches),
+        "a": ("eager PyTorch, one utterance at a time", backend, singles),
+        "b": (f"eager PyTorch, batches of {args.batch_size} by length", backend, batches),
     }
-    for _, backend, work in paths.values():  # warm-up
-        infer(backend, work[:1])
+    versions = {"torch": torch.__version__}
+    export_seconds = None
+    if backend.device.type == "cpu":
+        import onnxruntime
+
+        from emosphere.export import export_onnx
+        from emosphere.runtime import OnnxModel
+
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            path = export_onnx(model, Path(tmp) / "model.onnx")
+            export_seconds = round(time.perf_counter() - start, 1)
+            paths["c"] = (f"onnxruntime, batches of {args.batch_size} by length",
+                          OnnxModel.load(path, threads=args.threads, spinning=args.spin), batches)
+        versions["onnxruntime"] = onnxruntime.__version__
+    for precision in args.precisions:
+        paths[f"b-{precision}"] = (f"PyTorch {precision} autocast, batches of {args.batch_size}",
+                                   TorchBackend(model, args.device, precision), batches)
+
+    def run(backend: Any, work: list) -> np.ndarray:
+        """(n, 3) A/V/D in utterance order (numpy outputs: the device has finished)."""
+        owner, avd = zip(*((batch.owner, backend(batch.waveform, batch.lengths)[0]) for batch in work))
+        return np.concatenate(avd)[np.argsort(np.concatenate(owner))]
+
+    for _, engine, work in paths.values():  # warm-up
+        run(engine, work[:1])
     rounds: dict[str, list[float]] = {key: [] for key in paths}
     avd: dict[str, np.ndarray] = {}
     for _ in range(args.repeats):  # the paths take turns, so that a busy spell hits them alike
-        for key, (_, backend, work) in paths.items():
+        for key, (_, engine, work) in paths.items():
             start = time.perf_counter()
-            avd[key] = infer(backend, work)["avd"]
+            avd[key] = run(engine, work)
             rounds[key].append(time.perf_counter() - start)
 
     best = {key: min(times) for key, times in rounds.items()}
+    device = torch.cuda.get_device_name() if backend.device.type == "cuda" else platform.machine()
     return {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs; {args.threads} threads; "
+        "machine": f"{device}, {os.cpu_count()} CPUs; {args.threads} threads; "
                    f"{'spinning' if args.spin else 'passive'} thread waits",
         "load_average_at_end": round(os.getloadavg()[0], 2),
-        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+        "versions": versions,
         "model": f"random WavLM, hidden {args.hidden}, {args.layers} layers; style pooling; octant head",
         "utterances": len(items),
         "audio_seconds": round(audio_seconds, 1),
         "batch_size": args.batch_size,
         "padding_fraction": round(1 - lengths.sum() / padded_samples, 4),
-        "export_seconds": round(export_seconds, 1),
+        "export_seconds": export_seconds,
         "repeats": args.repeats,
         "paths": {key: {"what": what, "seconds": round(best[key], 2), "rounds": [round(t, 2) for t in rounds[key]],
                         "rtf": round(best[key] / audio_seconds, 4),
                         "utterances_per_second": round(len(items) / best[key], 2)}
                   for key, (what, _, _) in paths.items()},
         "speedup_b_over_a": round(best["a"] / best["b"], 2),
-        "speedup_c_over_b": round(best["b"] / best["c"], 2),
-        "max_abs_difference": {"b_vs_a": float(np.abs(avd["b"] - avd["a"]).max()),
-                               "c_vs_b": float(np.abs(avd["c"] - avd["b"]).max())},
+        "speedup_c_over_b": round(best["b"] / best["c"], 2) if "c" in best else None,
+        "max_abs_difference": {f"{key}_vs_{'b' if key != 'b' else 'a'}":
+                               float(np.abs(avd[key] - avd["b" if key != "b" else "a"]).max())
+                               for key in paths if key != "a"},
     }
 
 
@@ -142,10 +161,10 @@ def report(figures: dict[str, Any]) -> None:
     for key, row in figures["paths"].items():
         print(f"({key}) {row['what']:<44} {row['seconds']:>8.2f} {row['rtf']:>7.4f} "
               f"{row['utterances_per_second']:>6.2f}  {row['rounds']}")
-    diff = figures["max_abs_difference"]
-    print(f"speed-up b/a {figures['speedup_b_over_a']:.2f}x, c/b {figures['speedup_c_over_b']:.2f}x; "
-          f"max |avd difference| b-a {diff['b_vs_a']:.1e}, c-b {diff['c_vs_b']:.1e}; "
-          f"padding {figures['padding_fraction']:.1%}; export {figures['export_seconds']:.0f} s")
+    differences = ", ".join(f"{key} {value:.1e}" for key, value in figures["max_abs_difference"].items())
+    print(f"speed-up b/a {figures['speedup_b_over_a']:.2f}x, c/b {figures['speedup_c_over_b']}x; "
+          f"max |avd difference| on [0, 1]: {differences}; padding {figures['padding_fraction']:.1%}; "
+          f"export {figures['export_seconds']} s")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -163,6 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="let idle threads spin (the engines' default); without it they sleep "
                              "(OMP_WAIT_POLICY=PASSIVE, onnxruntime allow_spinning=0), which keeps other "
                              "processes on a shared machine from distorting the figures")
+    parser.add_argument("--device", default="cpu", help="torch device for (a) and (b), e.g. cuda (default cpu); "
+                                                        "(c) runs on the CPU only")
+    parser.add_argument("--precisions", nargs="*", default=[], choices=["bf16", "fp16"],
+                        help="also run (b) under these autocast precisions")
     parser.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -171,8 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     figures = measure(args)
     report(figures)
-    if max(figures["max_abs_difference"].values()) > PARITY:
-        raise SystemExit(f"the paths disagree by more than {PARITY}: {figures['max_abs_difference']}")
+    exact = {key: value for key, value in figures["max_abs_difference"].items() if "16" not in key}
+    if max(exact.values()) > PARITY:
+        raise SystemExit(f"the fp32 paths disagree by more than {PARITY}: {exact}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

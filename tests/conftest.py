@@ -26,6 +26,28 @@ def tiny_model_config(**changes) -> ModelConfig:
     return ModelConfig(encoder=EncoderConfig(name="tiny", pretrained=False, config=dict(TINY_WAVLM)), **changes)
 
 
+def tiny_model(seed: int = 0, **changes):
+    """A tiny random model in eval mode whose predictions lie inside [0, 1], away from the centre."""
+    import torch
+
+    from emosphere.audio import AudioStats
+    from emosphere.model import EmoSphereSER
+
+    torch.manual_seed(seed)
+    model = EmoSphereSER.build(tiny_model_config(**changes), AudioStats(0.0, 0.1, 1, 1)).eval()
+    with torch.no_grad():  # move the random predictions inside [0, 1] (no clipping) and away from the centre
+        noise = 0.1 * torch.randn(1, 16000)
+        model.regression_head.net[-1].bias += torch.tensor([0.65, 0.4, 0.6]) - model(noise, torch.tensor([16000])).avd[0]
+    return model
+
+
+def tone(rate: int, seconds: float, tones=(220, 470, 1300)) -> np.ndarray:
+    """Amplitude-modulated tones (all below 4 kHz, so they survive 8 kHz sampling)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return ((0.3 * np.sin(2 * np.pi * 3 * t) + 0.5) * sum(0.1 * np.sin(2 * np.pi * f * t) for f in tones)).astype(
+        np.float32)
+
+
 def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
     """An MSP-Podcast-layout corpus of tones whose loudness follows arousal and pitch follows valence."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,8 @@ import torch
 from conftest import tiny_model_config
 from emosphere.audio import AudioStats
 from emosphere.cli import build_parser, main
-from emosphere.export import METADATA_KEY, OnnxModel, export_onnx
+from emosphere.export import export_onnx
+from emosphere.runtime import METADATA_KEY, OnnxModel
 from emosphere.model import EmoSphereSER
 
 TOLERANCE = 1e-4

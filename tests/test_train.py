@@ -44,6 +44,12 @@ def test_training_lowers_the_loss(run):
     assert "dev/ccc_mean" in logs and logs["dev/ccc_mean"].notna().sum() == 2
 
 
+def test_model_selection_uses_the_values_evaluate_reports(run):
+    logs = pd.read_csv(run / "logs" / "version_0" / "metrics.csv")
+    metrics = json.loads((run / "eval_Development" / "metrics.json").read_text())
+    assert metrics["ccc"]["mean"] == pytest.approx(logs["dev/ccc_mean"].max(), abs=1e-5)  # the best epoch's
+
+
 def test_evaluate_writes_metrics_and_challenge_predictions(run, corpus, tmp_path, capsys):
     assert main(["evaluate", "--model", str(run / "model"), "--split", "Test1", "--output-dir", str(tmp_path),
                  "--quiet"]) == 0

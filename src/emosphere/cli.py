@@ -10,9 +10,10 @@ from pathlib import Path
 import typing
 
 from . import __version__
-from .config import RegionSetName
+from .config import InferencePrecision, RegionSetName
 
 REGION_SETS = typing.get_args(RegionSetName)
+PRECISIONS = typing.get_args(InferencePrecision)
 log = logging.getLogger("emosphere")
 
 
@@ -21,6 +22,11 @@ def _add_corpus_options(parser: argparse.ArgumentParser, required: bool) -> None
                         help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)")
     parser.add_argument("--labels", type=Path, help="label CSV (default: <corpus>/Labels/labels_consensus.csv)")
     parser.add_argument("--audio-dir", type=Path, help="audio folder (default: <corpus>/Audios)")
+
+
+def _add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (exact; TF32 off on GPUs) or bf16/fp16 autocast, faster on GPUs (default fp32)")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -77,28 +83,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = prepare_labels(source, model.regions, keep_other=keep_other, progress=not args.quiet)
     rows = split(table, args.split)
     metrics, predictions = evaluate(model, rows, split=args.split, batch_size=args.batch_size,
-                                    num_workers=args.num_workers, device=args.device)
+                                    workers=args.num_workers, device=args.device, precision=args.precision,
+                                    progress=not args.quiet)
     output = args.output_dir or Path(args.model).parent / f"eval_{args.split}"
     write_evaluation(metrics, predictions, output)
     print(format_metrics(metrics))
     print(f"wrote {output}/metrics.json, predictions.csv (FileName,EmoAct,EmoVal,EmoDom on 1-7), "
           "predictions_full.csv")
-    return 0
+    for skipped in metrics["skipped"]:
+        log.warning("skipped %s: %s", skipped["file"], skipped["error"])
+    return 1 if metrics["skipped"] else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import PredictError, errors_path, load_backend, predict_to_file
+    from .inputs import InputError
+    from .predict import errors_path, load_backend, predict_to_file
 
     try:
-        backend = load_backend(args.model, args.backend, args.device)
+        backend = load_backend(args.model, args.backend, args.device, args.precision)
     except ImportError as error:
         log.error("the %s backend cannot be loaded (for onnx: pip install 'emosphere[onnx]'): %s", args.backend, error)
         return 2
     try:
         failed = predict_to_file(backend, args.inputs, args.output, resume=args.resume, batch_size=args.batch_size,
-                                 window=args.window, hop=args.hop, num_workers=args.num_workers,
+                                 window=args.window, hop=args.hop, workers=args.num_workers,
                                  progress=not args.quiet)
-    except PredictError as error:
+    except InputError as error:
         log.error("%s", error)
         return 2
     print(f"wrote {args.output}")
@@ -180,8 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep O/X rows (default: as the model was trained)")
     p.add_argument("--output-dir", type=Path, help="where to write (default: <model>/../eval_<split>)")
     p.add_argument("--batch-size", type=int, default=16, help="utterances per batch (default 16)")
-    p.add_argument("--num-workers", type=int, default=0, help="audio decoding processes (default 0)")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    _add_precision_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
@@ -205,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window length in seconds; longer audio is cut into windows (default 12, the training crop)")
     p.add_argument("--hop", type=float, help="seconds between window starts (default 6)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--num-workers", type=int, default=0, help="audio decoding processes (default 0)")
+    _add_precision_option(p)
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
     p.add_argument("--resume", action="store_true",
                    help="keep the files already in --output, predict only the others and append them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

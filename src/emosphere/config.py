@@ -24,6 +24,8 @@ from .io import write_text_atomic
 Pooling = Literal["style", "attentive", "mean"]
 RegionSetName = Literal["octant", "sphere30", "sphere45", "sphere60", "sphere90"]
 AuxSchedule = Literal["linear", "constant", "none"]
+InferencePrecision = Literal["fp32", "bf16", "fp16"]
+"""Prediction and evaluation: exact fp32 (no TF32), or bf16 / fp16 autocast."""
 
 
 @dataclass

@@ -1,24 +1,31 @@
-"""Data for training and evaluation: audio streamed from disk, padded batches,
-and length bucketing.
+"""Data for training: audio streamed from disk, padded batches, length
+bucketing, and the development split's windows.
 
 Nothing is decoded up front: each item reads its file when the loader asks for
 it. Batches are zero-padded and carry the valid lengths, which the model
 masks, so padding never changes a prediction; bucketing only saves compute.
+The development pass reads its files through the inference core
+(:class:`InferenceWindows`), so that it scores what ``emosphere evaluate``
+scores.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 from tqdm import tqdm
 
-from . import audio
+from . import audio, inference
 from .sphere import DIMENSIONS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,6 +140,35 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches()[self.rank :: self.num_replicas])
+
+
+class InferenceWindows(IterableDataset):
+    """The windows of ``paths``, decoded, cut and batched exactly as the inference core does it
+    (:mod:`emosphere.inference`), as dicts of tensors: ``waveform``, ``lengths``, ``owner`` (the
+    path's position in ``paths``) and ``spans``. Each of ``num_replicas`` processes takes every
+    ``num_replicas``-th path from ``rank``, shared out again among its loader workers. Files that
+    cannot be predicted are skipped with a warning."""
+
+    def __init__(self, paths: list[str], *, batch_size: int, min_samples: int, num_replicas: int = 1,
+                 rank: int = 0) -> None:
+        self.paths = paths
+        self.batch_size = batch_size
+        self.min_samples = min_samples
+        self.num_replicas = num_replicas
+        self.rank = rank
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
+        mine = list(enumerate(self.paths))[self.rank :: self.num_replicas][worker_id::workers]
+        decoded = inference.decode_all(mine, min_samples=self.min_samples, window=inference.WINDOW_SECONDS,
+                                       hop=inference.HOP_SECONDS)
+        for pool in inference.pools(decoded, self.batch_size * inference.POOL_BATCHES):
+            for failed in (entry for entry in pool if isinstance(entry, inference.Failure)):
+                log.warning("development pass skips %s: %s", failed.name, failed.error)
+            items = [entry for entry in pool if isinstance(entry, inference.Item)]
+            for batch in inference.window_batches(items, self.batch_size):
+                yield {name: torch.from_numpy(value) for name, value in vars(batch).items()}
 
 
 def loader(table: pd.DataFrame, *, batch_size: int, shuffle: bool, max_seconds: float | None = None,

@@ -1,5 +1,11 @@
 """Evaluation of a trained model on a labelled split: metrics over the whole
-split and predictions in the challenge format."""
+split and predictions in the challenge format.
+
+Each file is predicted through the one inference path
+(:mod:`emosphere.inference`: windows, batches, clipped duration-weighted
+aggregation), so ``emosphere evaluate``, ``emosphere predict`` and training's
+development pass give the same value for the same file; :func:`score` turns
+file-level predictions into the metrics for both this module and training."""
 
 from __future__ import annotations
 
@@ -10,54 +16,68 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from . import data
+from .inference import Failure, Prediction, TorchBackend, describe, file_values, predict_sources
 from .io import write_table, write_text_atomic
-from .labels import LABEL_COLUMNS
+from .labels import LABEL_COLUMNS, LabelError
 from .metrics import region_metrics, regression_metrics
 from .model import EmoSphereSER
-from .predict import describe, infer
-from .sphere import from_unit
+from .sphere import DIMENSIONS, RegionSet, from_unit
 
 CHALLENGE_COLUMNS = ("FileName", "EmoAct", "EmoVal", "EmoDom")
 
 
-def evaluate(model: EmoSphereSER, table: pd.DataFrame, *, split: str, batch_size: int = 16,
-             num_workers: int = 0, device: str | torch.device = "cpu") -> tuple[dict[str, Any], pd.DataFrame]:
-    """Metrics and a prediction table for the rows of a prepared label ``table`` (one split).
-
-    CCC is computed on the 1-7 scale over the whole split. Region metrics use
-    the region head's prediction when the model has one, else the region of
-    the predicted A/V/D point; ``region.source`` says which.
-    """
-    batches = data.loader(table, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                          min_samples=model.min_samples)
-    result = infer(model.to(device), batches, device)
-    predicted = describe(result["avd"], result["region_probs"], model.region_names)
-    truth = table[list(LABEL_COLUMNS)].to_numpy(np.float64)
-    if result["region_probs"] is not None:
-        region_pred, source = result["region_probs"].argmax(1), "classifier"
+def score(table: pd.DataFrame, avd_unit: np.ndarray, region_probs: np.ndarray | None, regions: RegionSet, *,
+          split: str) -> dict[str, Any]:
+    """Metrics of file-level predictions (``avd_unit`` (n, 3) on [0, 1], ``region_probs`` (n, K) or
+    None; see :func:`emosphere.inference.aggregate`) against the rows of a prepared label ``table``
+    in the same order. CCC on the 1-7 scale over all rows; region accuracy, macro-F1 and UAR from
+    the region head when there is one, else from the region of the predicted point
+    (``region.source`` says which)."""
+    predicted = from_unit(avd_unit)
+    if region_probs is not None:
+        region_pred, source = region_probs.argmax(1), "classifier"
     else:
-        region_pred, source = model.regions.assign(from_unit(result["avd"])), "regression"
-    metrics = {
+        region_pred, source = regions.assign(predicted), "regression"
+    return {
         "split": split,
         "n": int(len(table)),
-        "ccc": regression_metrics(predicted[["arousal", "valence", "dominance"]].to_numpy(), truth),
-        "region": {**region_metrics(region_pred, table["region"].to_numpy(), model.regions.num_classes),
-                   "source": source, "region_set": model.regions.name},
+        "ccc": regression_metrics(predicted, table[list(LABEL_COLUMNS)].to_numpy(np.float64)),
+        "region": {**region_metrics(region_pred, table["region"].to_numpy(), regions.num_classes),
+                   "source": source, "region_set": regions.name},
         "scale": "CCC on the 1-7 scale",
     }
-    predictions = pd.concat([table[["FileName"]].reset_index(drop=True), predicted], axis=1)
-    predictions[["EmoAct", "EmoVal", "EmoDom"]] = predicted[["arousal", "valence", "dominance"]].to_numpy()
-    predictions[[f"true_{c}" for c in LABEL_COLUMNS]] = truth
-    predictions["true_region"] = table["region_name"].to_numpy()
+
+
+def evaluate(model: EmoSphereSER, table: pd.DataFrame, *, split: str, batch_size: int = 16, workers: int = 0,
+             device: Any = "cpu", precision: str = "fp32",
+             progress: bool = False) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Metrics (:func:`score`) and a prediction table for the rows of a prepared label ``table``
+    (one split), each file predicted as ``emosphere predict`` predicts it. Files that cannot be
+    predicted (unreadable, too short) are left out of the metrics and listed in
+    ``metrics["skipped"]``; if none can be predicted, :class:`LabelError`."""
+    backend = TorchBackend(model, device, precision)
+    results = list(predict_sources(backend, table["path"].tolist(), batch_size=batch_size, workers=workers,
+                                   progress=progress))
+    predicted = [r for r in results if isinstance(r, Prediction)]
+    skipped = [{"file": r.name, "error": r.error} for r in results if isinstance(r, Failure)]
+    if not predicted:
+        raise LabelError(f"split {split!r}: no file could be predicted, e.g. {skipped[0]['file']}: "
+                         f"{skipped[0]['error']}")
+    rows = table.iloc[[p.index for p in predicted]].reset_index(drop=True)
+    avd, probs = file_values(predicted)
+    metrics = {**score(rows, avd, probs, model.regions, split=split), "skipped": skipped}
+    described = describe(avd, probs, model.region_names)
+    predictions = pd.concat([rows[["FileName"]], described], axis=1)
+    predictions[["EmoAct", "EmoVal", "EmoDom"]] = described[list(DIMENSIONS)].to_numpy()
+    predictions[[f"true_{c}" for c in LABEL_COLUMNS]] = rows[list(LABEL_COLUMNS)].to_numpy(np.float64)
+    predictions["true_region"] = rows["region_name"].to_numpy()
     return metrics, predictions
 
 
 def write_evaluation(metrics: dict[str, Any], predictions: pd.DataFrame, output_dir: str | os.PathLike) -> Path:
     """``metrics.json``, ``predictions.csv`` (challenge format: FileName,EmoAct,EmoVal,EmoDom on 1-7)
-    and ``predictions_full.csv`` (every column of :func:`emosphere.predict.describe` plus the labels)."""
+    and ``predictions_full.csv`` (every column of :func:`emosphere.inference.describe` plus the labels)."""
     output_dir = Path(output_dir)
     write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     write_table(predictions[list(CHALLENGE_COLUMNS)], output_dir / "predictions.csv")
@@ -68,8 +88,10 @@ def write_evaluation(metrics: dict[str, Any], predictions: pd.DataFrame, output_
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A short human-readable summary."""
     ccc, region = metrics["ccc"], metrics["region"]
+    skipped = metrics.get("skipped")
     return (
         f"{metrics['split']} (n={metrics['n']}): CCC arousal {ccc['arousal']:.3f}  valence {ccc['valence']:.3f}  "
         f"dominance {ccc['dominance']:.3f}  mean {ccc['mean']:.3f} | region ({region['source']}) "
         f"accuracy {region['accuracy']:.3f}  macro-F1 {region['macro_f1']:.3f}  UAR {region['uar']:.3f}"
+        + (f" | {len(skipped)} file(s) skipped" if skipped else "")
     )

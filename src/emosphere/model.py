@@ -37,7 +37,7 @@ from .sphere import DIMENSIONS, RegionSet
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .predict import Input
+    from .inputs import Input
 
 log = logging.getLogger(__name__)
 
@@ -194,17 +194,21 @@ class EmoSphereSER(nn.Module):
         return Output(self.regression_head(pooled), logits)
 
     def predict(self, inputs: Input | list[Input], sampling_rate: int | None = None, *, batch_size: int = 8,
-                window: float | None = None, hop: float | None = None, progress: bool = False) -> pd.DataFrame:
+                window: float | None = None, hop: float | None = None, precision: str = "fp32",
+                progress: bool = False) -> pd.DataFrame:
         """Predict audio files, folders, manifests, globs or arrays; one row per file, plus one per
         window for audio longer than ``window`` seconds (default 12; ``hop`` default 6). Arrays are
         (samples,) or (samples, channels) at ``sampling_rate`` (required for them) and are named
         ``array_<i>``. Inputs that fail (unreadable, too short) are logged, left out and listed in
-        ``table.attrs["errors"]``. Puts the model in eval mode. Columns: see docs/predict.md."""
-        from . import predict as p
+        ``table.attrs["errors"]``. Runs on the model's device at ``precision`` (fp32, bf16 or fp16)
+        and puts the model in eval mode. Columns: see docs/predict.md; the rule for windows and
+        aggregation: :mod:`emosphere.inference`."""
+        from .inference import TorchBackend, predict_table
+        from .inputs import as_sources
 
-        return p.predict_table(p.TorchBackend(self, next(self.parameters()).device),
-                               p.as_sources(inputs, sampling_rate), batch_size=batch_size,
-                               window=window, hop=hop, progress=progress)
+        backend = TorchBackend(self, next(self.parameters()).device, precision)
+        return predict_table(backend, as_sources(inputs, sampling_rate), batch_size=batch_size, window=window,
+                             hop=hop, progress=progress)
 
     # --- the model directory ---------------------------------------------------------------
 

@@ -26,15 +26,18 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from torchmetrics import CatMetric
+from torch.utils.data import DataLoader
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from . import data
 from .audio import AudioStats
 from .config import RunConfig
+from .evaluate import score
+from .inference import file_values, group, softmax
 from .io import write_table
 from .labels import Corpus, prepare_labels, split
-from .losses import aux_weight, ccc, ccc_loss, region_loss
-from .metrics import region_metrics
+from .losses import aux_weight, ccc_loss, region_loss
 from .model import EmoSphereSER
 from .sphere import DIMENSIONS
 
@@ -43,17 +46,43 @@ log = logging.getLogger(__name__)
 MONITOR = "dev/ccc_mean"
 
 
-class EmoSphereTask(L.LightningModule):
-    """The objective ``L_ccc + w(epoch) * L_aux`` and its development metrics."""
+class WindowOutputs(Metric):
+    """The development pass's outputs per window, gathered from every process by ``compute()``."""
 
-    def __init__(self, model: EmoSphereSER, config: RunConfig, class_weights: np.ndarray | None) -> None:
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("owner", "spans", "avd", "logits"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, owner: torch.Tensor, spans: torch.Tensor, avd: torch.Tensor,
+               logits: torch.Tensor | None) -> None:
+        self.owner.append(owner)
+        self.spans.append(spans)
+        self.avd.append(avd.float())
+        if logits is not None:
+            self.logits.append(logits.float())
+
+    def compute(self) -> dict[str, np.ndarray | None]:
+        return {name: dim_zero_cat(getattr(self, name)).cpu().numpy() if len(getattr(self, name)) else None
+                for name in ("owner", "spans", "avd", "logits")}
+
+
+class EmoSphereTask(L.LightningModule):
+    """The objective ``L_ccc + w(epoch) * L_aux``, and the development metrics of
+    :func:`emosphere.evaluate.score` over the files of ``dev_rows``, predicted through the
+    inference core (windows, clipping, aggregation) as ``emosphere evaluate`` predicts them."""
+
+    def __init__(self, model: EmoSphereSER, config: RunConfig, class_weights: np.ndarray | None,
+                 dev_rows: pd.DataFrame) -> None:
         super().__init__()
         self.model = model
         self.config = config
         weights = torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weights", weights, persistent=False)
-        self.dev_avd, self.dev_target = CatMetric(), CatMetric()
-        self.dev_region, self.dev_logits = CatMetric(), CatMetric()
+        self.dev_rows = dev_rows
+        self.dev_windows = WindowOutputs()
 
     @property
     def aux_weight(self) -> float:
@@ -76,30 +105,30 @@ class EmoSphereTask(L.LightningModule):
         self.log("train/aux_weight", weight, batch_size=size)
         return loss
 
-    def validation_step(self, batch: data.Batch, batch_index: int) -> None:
-        out = self.model(batch.waveform, batch.lengths)
-        self.dev_avd.update(out.avd.float())
-        self.dev_target.update(batch.avd)
-        if out.region_logits is not None:
-            self.dev_region.update(batch.region)
-            self.dev_logits.update(out.region_logits.float())
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
+        out = self.model(batch["waveform"], batch["lengths"])
+        self.dev_windows.update(batch["owner"], batch["spans"], out.avd, out.region_logits)
 
     def on_validation_epoch_end(self) -> None:
-        avd, target = self.dev_avd.compute(), self.dev_target.compute()
-        values = ccc(avd, target)
-        metrics = {f"dev/ccc_{name}": values[i] for i, name in enumerate(DIMENSIONS)}
-        metrics[MONITOR] = values.mean()
-        metrics["dev/ccc_loss"] = (1 - values).sum()
-        if self.model.region_head is not None:
-            labels, logits = self.dev_region.compute().long(), self.dev_logits.compute()
-            metrics["dev/aux_loss"] = region_loss(logits, labels, self.class_weights)
-            scores = region_metrics(logits.argmax(1).cpu().numpy(), labels.cpu().numpy(), logits.shape[1])
-            metrics.update({f"dev/region_{k}": float(v) for k, v in scores.items()})
-            self.dev_region.reset()
-            self.dev_logits.reset()
-        self.log_dict(metrics, prog_bar=False)
-        self.dev_avd.reset()
-        self.dev_target.reset()
+        windows = self.dev_windows.compute()
+        self.dev_windows.reset()
+        probs = None if windows["logits"] is None else softmax(windows["logits"].astype(np.float64))
+        predictions = group(windows["owner"], windows["spans"], windows["avd"], probs, self.dev_rows["path"])
+        indices = sorted(predictions)
+        avd, file_probs = file_values([predictions[i] for i in indices])
+        rows = self.dev_rows.iloc[indices]
+        scores = score(rows, avd, file_probs, self.model.regions, split=self.config.data.dev_split)
+        ccc_values = scores["ccc"]
+        metrics = {f"dev/ccc_{name}": ccc_values[name] for name in DIMENSIONS}
+        metrics[MONITOR] = ccc_values["mean"]
+        metrics["dev/ccc_loss"] = sum(1 - ccc_values[name] for name in DIMENSIONS)
+        metrics.update({f"dev/region_{k}": scores["region"][k] for k in ("accuracy", "macro_f1", "uar")})
+        metrics["dev/files_skipped"] = float(len(self.dev_rows) - len(indices))
+        if file_probs is not None:  # log-probabilities are their own normalised logits
+            log_probs = torch.from_numpy(np.log(np.maximum(file_probs, 1e-12)))
+            weights = None if self.class_weights is None else self.class_weights.cpu()
+            metrics["dev/aux_loss"] = float(region_loss(log_probs, torch.tensor(rows["region"].to_numpy()), weights))
+        self.log_dict(metrics)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -116,19 +145,20 @@ class EmoSphereData(L.LightningDataModule):
         self.dev_rows = split(table, config.data.dev_split)
         self.min_samples = min_samples
 
-    def _loader(self, rows: pd.DataFrame, train: bool):
+    def train_dataloader(self):
         cfg = self.config.data
         return data.loader(
-            rows, batch_size=cfg.batch_size, shuffle=train, max_seconds=cfg.max_seconds if train else None,
+            self.train_rows, batch_size=cfg.batch_size, shuffle=True, max_seconds=cfg.max_seconds,
             bucket=cfg.bucket_by_length, num_workers=cfg.num_workers, seed=self.config.trainer.seed,
             num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, min_samples=self.min_samples,
         )
 
-    def train_dataloader(self):
-        return self._loader(self.train_rows, train=True)
-
     def val_dataloader(self):
-        return self._loader(self.dev_rows, train=False)
+        windows = data.InferenceWindows(self.dev_rows["path"].tolist(), batch_size=self.config.data.batch_size,
+                                        min_samples=self.min_samples, num_replicas=self.trainer.world_size,
+                                        rank=self.trainer.global_rank)
+        workers = self.config.data.num_workers
+        return DataLoader(windows, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
 
 
 def _devices(value: str) -> int | list[int] | str:
@@ -185,7 +215,8 @@ def train(config: RunConfig, *, resume: bool = False) -> Path:
     model.set_stats(stats)
     model.run_config = config.to_dict()
     weights = model.regions.class_weights(train_rows["region"]) if config.objective.class_weights else None
-    task = EmoSphereTask(model, config, weights)
+    datamodule = EmoSphereData(table, config, model.min_samples)
+    task = EmoSphereTask(model, config, weights, datamodule.dev_rows)
     trainer = build_trainer(config, run_dir)
     if isinstance(trainer.accelerator, CPUAccelerator):
         # Leave a core to each data-loading worker: oversubscribed OpenMP threads make
@@ -194,7 +225,7 @@ def train(config: RunConfig, *, resume: bool = False) -> Path:
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {last}")
-    trainer.fit(task, datamodule=EmoSphereData(table, config, model.min_samples),
+    trainer.fit(task, datamodule=datamodule,
                 ckpt_path=str(last) if resume else None)
     best = trainer.checkpoint_callback.best_model_path
     if best:

@@ -1,0 +1,380 @@
+"""The one inference path: audio in, named arousal, valence and dominance out.
+
+Every number emosphere reports for a file comes through here: ``emosphere
+predict``, ``emosphere evaluate``, :meth:`EmoSphereSER.predict`, the service
+and training's development pass. The rule, the same everywhere:
+
+1. **Decode** (:func:`emosphere.inputs.load_source`): any file soundfile
+   reads, or an array; mixed down to mono, resampled to 16 kHz. A source that
+   cannot be decoded, or is shorter than the model's minimum input (400
+   samples, 25 ms, for WavLM), is not predicted: it becomes a
+   :class:`Failure` naming it, and the job goes on.
+2. **Windows** (:func:`emosphere.audio.windows`): audio of up to
+   :data:`WINDOW_SECONDS` (12 s, the training crop) is one window; longer
+   audio is cut into windows of that length every :data:`HOP_SECONDS` (6 s),
+   the last one aligned to the end.
+3. **Batches** (:func:`window_batches`): the windows of a pool of sources are
+   sorted by length and zero-padded into batches; the model masks padding,
+   so batching never changes a prediction.
+4. **Aggregate** (:func:`aggregate`): each window's A/V/D on [0, 1] is
+   clipped to [0, 1]; a file's value is the duration-weighted mean of its
+   windows' clipped values, and its region probabilities the
+   duration-weighted mean of theirs. Scores (CCC) use the file values.
+5. **Describe** (:func:`describe`): named columns on stated scales.
+
+A model runs behind a :class:`Backend`: :class:`TorchBackend` here, or
+:class:`emosphere.runtime.OnnxModel`. This module imports torch only inside
+:class:`TorchBackend`, so the ONNX path runs without torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import typing
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import audio
+from .config import InferencePrecision
+from .inputs import InputError, Source, load_source, source_name
+from .sphere import DIMENSIONS, centre, from_unit, to_spherical, to_unit
+
+if TYPE_CHECKING:
+    from .model import EmoSphereSER
+
+log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 12.0
+"""Default window: the training crop length."""
+HOP_SECONDS = 6.0
+"""Default hop: windows overlap by half."""
+POOL_BATCHES = 32
+"""The windows of about this many batches are decoded, sorted by length and run together."""
+PRECISIONS = typing.get_args(InferencePrecision)
+TABLE_KEYS = ["file", "level", "start", "end"]
+
+
+class Backend(Protocol):
+    """A model behind numpy arrays: raw 16 kHz ``waveform`` (batch, samples) float32, zero-padded,
+    and ``lengths`` (batch,) int64 -> (avd (batch, 3) on [0, 1], region logits (batch, K) or None)."""
+
+    @property
+    def region_names(self) -> list[str]: ...
+
+    @property
+    def min_samples(self) -> int: ...
+
+    def __call__(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """Full fp32 matrix products and convolutions on CUDA (no TF32) inside the block: TF32 rounds
+    differently for each batch shape, which would let batching change a prediction."""
+    import torch
+
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+class TorchBackend:
+    """An :class:`EmoSphereSER` on ``device``, in eval mode, as a :class:`Backend`.
+
+    ``precision``: ``fp32`` (exact: TF32 off on CUDA), or ``bf16`` / ``fp16`` autocast
+    (faster on GPUs; docs/benchmarks.md gives the measured deviation from fp32).
+    """
+
+    def __init__(self, model: EmoSphereSER, device: Any = "cpu", precision: str = "fp32") -> None:
+        import torch
+
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        self.device = torch.device(device)
+        self.precision = precision
+        self.model = model.to(self.device).eval()
+
+    @property
+    def region_names(self) -> list[str]:
+        return self.model.region_names
+
+    @property
+    def min_samples(self) -> int:
+        return self.model.min_samples
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        if self.precision == "fp32":
+            return exact_fp32()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+
+    def __call__(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
+        with torch.inference_mode(), self._precision():
+            out = self.model(torch.from_numpy(waveform).to(self.device), torch.from_numpy(lengths).to(self.device))
+        logits = None if out.region_logits is None else out.region_logits.float().cpu().numpy()
+        return out.avd.float().cpu().numpy(), logits
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def describe(avd_unit: np.ndarray, region_probs: np.ndarray | None, region_names: Sequence[str]) -> pd.DataFrame:
+    """The named output columns for (n, 3) predictions on [0, 1]:
+
+    * ``arousal``, ``valence``, ``dominance``: the 1-7 scale of MSP-Podcast, clipped;
+    * ``arousal_unit``, ``valence_unit``, ``dominance_unit``: the same on [0, 1];
+    * ``r``, ``theta``, ``phi``: the centred point in spherical coordinates
+      (r >= 0; theta in [0, pi] and phi in (-pi, pi], radians);
+    * ``region`` (the most probable region's name) and ``p_<region>`` (the
+      probabilities), when ``region_probs`` is given.
+    """
+    scaled = from_unit(avd_unit)
+    table = pd.DataFrame(scaled, columns=list(DIMENSIONS))
+    table[[f"{d}_unit" for d in DIMENSIONS]] = to_unit(scaled)
+    table[["r", "theta", "phi"]] = to_spherical(centre(scaled))
+    if region_probs is not None:
+        table["region"] = np.asarray(region_names)[region_probs.argmax(1)]
+        table[[f"p_{name}" for name in region_names]] = region_probs
+    return table
+
+
+def aggregate(spans: np.ndarray, avd: np.ndarray, probs: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A file's (3,) A/V/D on [0, 1] and (K,) region probabilities (or None) from its windows:
+    the duration-weighted means of the windows' clipped A/V/D and of their probabilities."""
+    spans = np.asarray(spans, np.float64).reshape(-1, 2)
+    weights = spans[:, 1] - spans[:, 0]
+    file_avd = np.average(np.clip(avd, 0.0, 1.0), axis=0, weights=weights)
+    return file_avd, None if probs is None else np.average(probs, axis=0, weights=weights)
+
+
+@dataclass
+class Prediction:
+    """The model's outputs for one source: its windows (``spans`` in 16 kHz samples, in time
+    order), their A/V/D on [0, 1] as predicted, and their region probabilities (or None)."""
+
+    index: int
+    """Position of the source in the input."""
+    name: str
+    spans: np.ndarray
+    avd: np.ndarray
+    probs: np.ndarray | None
+
+    def aggregate(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return aggregate(self.spans, self.avd, self.probs)
+
+    def table(self, region_names: Sequence[str]) -> pd.DataFrame:
+        """The file row (``level`` "file"), then, when there are several windows, one row per window;
+        ``start`` and ``end`` in seconds."""
+        bounds = self.spans.astype(np.float64) / audio.SAMPLE_RATE
+        file_avd, file_probs = self.aggregate()
+        avd, probs = file_avd[None], None if file_probs is None else file_probs[None]
+        if len(bounds) > 1:
+            avd = np.concatenate([avd, np.clip(self.avd, 0.0, 1.0)])
+            probs = None if probs is None else np.concatenate([probs, self.probs])
+            bounds = np.concatenate([[[0.0, bounds[:, 1].max()]], bounds])
+        levels = np.where(np.arange(len(bounds)) > 0, "window", "file")
+        keys = pd.DataFrame({"file": [self.name] * len(bounds), "level": levels,
+                             "start": bounds[:, 0], "end": bounds[:, 1]})
+        return pd.concat([keys, describe(avd, probs, region_names)], axis=1)
+
+
+def file_values(predictions: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The aggregated (n, 3) A/V/D on [0, 1] and (n, K) region probabilities (or None) of
+    ``predictions``, in their order."""
+    values = [p.aggregate() for p in predictions]
+    avd = np.stack([avd for avd, _ in values]).reshape(-1, 3)
+    return avd, None if not values or values[0][1] is None else np.stack([probs for _, probs in values])
+
+
+@dataclass
+class Failure:
+    """A source that was not predicted, and why (the message does not repeat the name)."""
+
+    index: int
+    name: str
+    error: str
+
+
+def rows(predictions: Iterable[Prediction], region_names: Sequence[str]) -> pd.DataFrame:
+    """The rows of every prediction, in the order given; the columns and no rows when there are none."""
+    tables = [p.table(region_names) for p in predictions]
+    if tables:
+        return pd.concat(tables, ignore_index=True)
+    return pd.concat([pd.DataFrame(columns=TABLE_KEYS), describe(np.zeros((0, 3)), None, [])], axis=1)
+
+
+# --- decoding, pools and batches ---------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """A decoded source cut into window spans (start, end) in samples."""
+
+    index: int
+    name: str
+    samples: np.ndarray
+    spans: list[tuple[int, int]]
+
+
+def decode(index: int, source: Source, *, min_samples: int, window: float, hop: float) -> Item | Failure:
+    """Decode one source and plan its windows; any failure becomes a :class:`Failure`."""
+    name = source_name(source)
+    try:
+        samples = audio.check_length(load_source(source), min_samples)
+    except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
+        message = str(error).removeprefix(f"{name}: ")
+        if not isinstance(error, audio.AudioError):
+            message = f"{type(error).__name__}: {message}"
+        return Failure(index, name, message)
+    return Item(index, name, samples, audio.windows(len(samples), window, hop))
+
+
+def decode_all(sources: Iterable[tuple[int, Source]], *, min_samples: int, window: float, hop: float,
+               workers: int = 0) -> Iterator[Item | Failure]:
+    """Decode ``(index, source)`` pairs in order, ``workers`` threads ahead of the consumer
+    (soundfile and soxr release the GIL while they work); 0 decodes in the calling thread."""
+    options = {"min_samples": min_samples, "window": window, "hop": hop}
+    if workers <= 0:
+        for index, source in sources:
+            yield decode(index, source, **options)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="emosphere-decode") as pool:
+        ahead: deque = deque()
+        for index, source in sources:
+            ahead.append(pool.submit(decode, index, source, **options))
+            if len(ahead) >= 2 * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def pools(decoded: Iterable[Item | Failure], windows: int) -> Iterator[list[Item | Failure]]:
+    """Consecutive groups of decoded sources holding at least ``windows`` windows (the last may hold fewer)."""
+    pool: list[Item | Failure] = []
+    count = 0
+    for entry in decoded:
+        pool.append(entry)
+        count += len(entry.spans) if isinstance(entry, Item) else 0
+        if count >= windows:
+            yield pool
+            pool, count = [], 0
+    if pool:
+        yield pool
+
+
+@dataclass
+class WindowBatch:
+    waveform: np.ndarray
+    """(batch, samples) raw 16 kHz float32, zero-padded."""
+    lengths: np.ndarray
+    """(batch,) int64 valid samples."""
+    owner: np.ndarray
+    """(batch,) int64 index of the source each window belongs to."""
+    spans: np.ndarray
+    """(batch, 2) int64 (start, end) of each window in its source, in samples."""
+
+
+def window_batches(items: Sequence[Item], batch_size: int) -> Iterator[WindowBatch]:
+    """The windows of ``items`` sorted by length, longest first, in zero-padded batches."""
+    windows = [(item, span) for item in items for span in item.spans]
+    lengths = np.array([end - start for _, (start, end) in windows], np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    for first in range(0, len(order), batch_size):
+        chosen = order[first : first + batch_size]
+        waveform = np.zeros((len(chosen), int(lengths[chosen].max())), np.float32)
+        for row, k in enumerate(chosen):
+            item, (start, end) = windows[k]
+            waveform[row, : end - start] = item.samples[start:end]
+        yield WindowBatch(waveform, lengths[chosen], np.array([windows[k][0].index for k in chosen], np.int64),
+                          np.array([windows[k][1] for k in chosen], np.int64).reshape(-1, 2))
+
+
+def group(owner: np.ndarray, spans: np.ndarray, avd: np.ndarray, probs: np.ndarray | None,
+          names: Mapping[int, str]) -> dict[int, Prediction]:
+    """Window outputs (in any order, e.g. sorted by length or gathered from several processes)
+    put back together into one :class:`Prediction` per owner, windows in time order."""
+    order = np.lexsort((spans[:, 0], owner))
+    owner, spans, avd = owner[order], spans[order], avd[order]
+    probs = None if probs is None else probs[order]
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    result = {}
+    for first, stop in zip(starts, np.r_[starts[1:], len(owner)]):
+        index = int(owner[first])
+        result[index] = Prediction(index, names[index], spans[first:stop], avd[first:stop],
+                                   None if probs is None else probs[first:stop])
+    return result
+
+
+def _run_pool(backend: Backend, pool: list[Item | Failure], batch_size: int) -> Iterator[Prediction | Failure]:
+    items = [entry for entry in pool if isinstance(entry, Item)]
+    outputs = [(batch, *backend(batch.waveform, batch.lengths)) for batch in window_batches(items, batch_size)]
+    predictions: dict[int, Prediction] = {}
+    if outputs:
+        batches, avd, logits = zip(*outputs)
+        probs = None if logits[0] is None else softmax(np.concatenate(logits))
+        predictions = group(np.concatenate([b.owner for b in batches]), np.concatenate([b.spans for b in batches]),
+                            np.concatenate(avd), probs, {item.index: item.name for item in items})
+    for entry in pool:
+        yield entry if isinstance(entry, Failure) else predictions[entry.index]
+
+
+def check_options(backend: Backend, *, batch_size: int, window: float, hop: float, workers: int = 0) -> None:
+    """Raise :class:`InputError` for options no run can use."""
+    if batch_size < 1 or workers < 0:
+        raise InputError(f"need batch size >= 1 and workers >= 0, got {batch_size} and {workers}")
+    if not 0 < hop <= window:
+        raise InputError(f"need 0 < hop <= window, got window {window} s and hop {hop} s")
+    if window * audio.SAMPLE_RATE < backend.min_samples:
+        raise InputError(f"window {window} s is shorter than the model's minimum input "
+                         f"({backend.min_samples} samples at 16 kHz)")
+
+
+def predict_sources(backend: Backend, sources: Sequence[Source], *, batch_size: int = 8,
+                    window: float | None = None, hop: float | None = None, workers: int = 0,
+                    progress: bool = False) -> Iterator[Prediction | Failure]:
+    """Predict every source, yielding a :class:`Prediction` or :class:`Failure` for each, in input
+    order, pool by pool. ``window`` and ``hop`` default to :data:`WINDOW_SECONDS` and
+    :data:`HOP_SECONDS`; ``workers`` threads decode ahead. Bad options raise
+    :class:`InputError` here, before anything runs."""
+    window = WINDOW_SECONDS if window is None else window
+    hop = HOP_SECONDS if hop is None else hop
+    check_options(backend, batch_size=batch_size, window=window, hop=hop, workers=workers)
+    decoded = decode_all(enumerate(sources), min_samples=backend.min_samples, window=window, hop=hop,
+                         workers=workers)
+
+    def run() -> Iterator[Prediction | Failure]:
+        with tqdm(total=len(sources), desc="predict", unit="file", disable=not progress) as bar:
+            for pool in pools(decoded, batch_size * POOL_BATCHES):
+                for result in _run_pool(backend, pool, batch_size):
+                    bar.update()
+                    yield result
+
+    return run()
+
+
+def predict_table(backend: Backend, sources: Sequence[Source], **options: Any) -> pd.DataFrame:
+    """All rows (see :meth:`Prediction.table`) in input order (``options`` as
+    :func:`predict_sources`). Failed sources are left out and listed as (name, error) pairs in
+    ``table.attrs["errors"]`` (and logged)."""
+    results = list(predict_sources(backend, sources, **options))
+    table = rows((r for r in results if isinstance(r, Prediction)), backend.region_names)
+    table.attrs["errors"] = [(r.name, r.error) for r in results if isinstance(r, Failure)]
+    for name, error in table.attrs["errors"]:
+        log.warning("skipped %s: %s", name, error)
+    return table

@@ -1,0 +1,120 @@
+"""Evaluation, and the one inference path: evaluate, predict, the API and training's development
+pass give the same value for the same file, long and too-short files included."""
+
+import json
+import os
+import subprocess
+import sys
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from torch.utils.data import DataLoader
+
+from conftest import tiny_model, tone, write_corpus
+from emosphere.cli import main
+from emosphere.config import RunConfig
+from emosphere.data import InferenceWindows
+from emosphere.evaluate import evaluate, format_metrics, write_evaluation
+from emosphere.io import read_table
+from emosphere.labels import Corpus, prepare_labels
+from emosphere.sphere import RegionSet
+from emosphere.train import EmoSphereTask
+
+UNITS = ["arousal_unit", "valence_unit", "dominance_unit"]
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory) -> pd.DataFrame:
+    """Ten development files: one of 20 s (two windows and a half), one of 10 ms (too short)."""
+    root = write_corpus(tmp_path_factory.mktemp("corpus"), {"Development": 10}, seed=3)
+    files = sorted((root / "Audios").iterdir())
+    sf.write(files[1], tone(16000, 20.0, (180, 640, 2100)) * np.linspace(0.2, 1.5, 320000, dtype=np.float32), 16000)
+    sf.write(files[4], tone(16000, 0.01), 16000)
+    return prepare_labels(Corpus.at(root), RegionSet(), keep_other=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=1)
+
+
+@pytest.fixture(scope="module")
+def evaluated(model, dev):
+    return evaluate(model, dev, split="Development", batch_size=3)
+
+
+def test_evaluate_scores_every_predictable_file_and_lists_the_rest(evaluated, dev):
+    metrics, predictions = evaluated
+    assert metrics["n"] == 9 and len(predictions) == 9
+    assert [s["file"] for s in metrics["skipped"]] == [dev.path[4]]
+    assert metrics["skipped"][0]["error"].startswith("too short")
+    assert "1 file(s) skipped" in format_metrics(metrics)
+    assert predictions.FileName.tolist() == dev.FileName.drop(index=4).tolist()
+    assert predictions[["EmoAct", "EmoVal", "EmoDom"]].stack().between(1, 7).all()
+
+
+def test_predict_and_the_api_give_evaluate_s_values(evaluated, model, dev, tmp_path):
+    _, predictions = evaluated
+    output = tmp_path / "out.csv"
+    model.save_pretrained(tmp_path / "model")
+    assert main(["predict", "--model", str(tmp_path / "model"), "--output", str(output), *dev.path,
+                 "--batch-size", "2", "--quiet"]) == 1  # the short file fails
+    for table in (read_table(output), model.predict(dev.path.tolist(), batch_size=5)):
+        files = table[table.level == "file"]
+        assert files.file.tolist() == dev.path.drop(index=4).tolist()
+        np.testing.assert_allclose(files[UNITS].to_numpy(), predictions[UNITS].to_numpy(), atol=1e-6)
+    long = read_table(output).query("file == @dev.path[1]")
+    assert long.level.tolist() == ["file", "window", "window", "window"]  # the 20 s file was windowed
+
+
+def test_the_development_pass_scores_what_evaluate_scores(evaluated, model, dev):
+    metrics, _ = evaluated
+    task = EmoSphereTask(model, RunConfig(), None, dev)
+    windows = InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=model.min_samples)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)
+    (logged,) = trainer.validate(task, dataloaders=DataLoader(windows, batch_size=None), verbose=False)
+    for name in ("arousal", "valence", "dominance", "mean"):
+        assert logged[f"dev/ccc_{name}"] == pytest.approx(metrics["ccc"][name], abs=1e-6)
+    assert logged["dev/region_accuracy"] == pytest.approx(metrics["region"]["accuracy"], abs=1e-6)
+    assert logged["dev/files_skipped"] == 1
+
+
+def test_development_windows_are_shared_out_without_overlap(dev):
+    whole = [b for b in InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400)]
+    shards = [b for r in range(3) for b in InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400,
+                                                            num_replicas=3, rank=r)]
+    def windows(batches):
+        return sorted((int(o), int(s)) for b in batches for o, s in zip(b["owner"], b["spans"][:, 0]))
+    assert windows(shards) == windows(whole) and len(windows(whole)) == 9 + 2
+
+
+def test_write_evaluation_writes_the_challenge_format(evaluated, tmp_path):
+    metrics, predictions = evaluated
+    write_evaluation(metrics, predictions, tmp_path)
+    assert pd.read_csv(tmp_path / "predictions.csv").columns.tolist() == ["FileName", "EmoAct", "EmoVal", "EmoDom"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["skipped"] == metrics["skipped"]
+    assert {"true_EmoAct", "region", "r"} <= set(pd.read_csv(tmp_path / "predictions_full.csv"))
+
+
+def test_onnx_prediction_runs_without_torch(model, dev, evaluated, tmp_path):
+    from emosphere.export import export_onnx
+
+    export_onnx(model, tmp_path / "model.onnx")
+    files = [dev.path[0], dev.path[1]]
+    script = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "from emosphere.cli import main\n"
+        f"code = main(['predict', '--backend', 'onnx', '--model', {str(tmp_path / 'model.onnx')!r}, '--output',"
+        f" {str(tmp_path / 'out.csv')!r}, *{files!r}, '--quiet'])\n"
+        "assert code == 0, code\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    table, expected = read_table(tmp_path / "out.csv"), model.predict(files)
+    assert table.level.tolist() == expected.level.tolist() == ["file", "file", "window", "window", "window"]
+    numeric = expected.select_dtypes("number").columns
+    np.testing.assert_allclose(table[numeric].to_numpy(), expected[numeric].to_numpy(), atol=1e-4)

@@ -1,0 +1,115 @@
+"""The one inference path: decoding, windows, batches, aggregation and the tables."""
+
+import numpy as np
+import pytest
+
+from emosphere import inference
+from emosphere.inference import Failure, Item, Prediction, aggregate, decode, group, window_batches
+from emosphere.inputs import ArraySource, InputError
+
+SR = 16000
+
+
+class Recorder:
+    """A backend whose A/V/D is the mean, last sample and length of each window; records the batches."""
+
+    region_names = ["low", "high"]
+    min_samples = 400
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, waveform, lengths):
+        self.batches.append(lengths.tolist())
+        mask = np.arange(waveform.shape[1])[None] < lengths[:, None]
+        mean = (waveform * mask).sum(1) / lengths
+        last = waveform[np.arange(len(lengths)), lengths - 1]
+        avd = np.stack([mean, last, lengths / 1e6], 1)
+        return avd, np.stack([np.zeros(len(lengths)), lengths / 1e5], 1)
+
+
+def ramp(seconds: float, offset: float = 0.0) -> ArraySource:
+    n = int(seconds * SR)
+    return ArraySource(f"ramp{seconds}", (offset + np.arange(n) / n).astype(np.float32) * 0.5, SR)
+
+
+def test_the_aggregation_rule_clips_then_weights_by_duration():
+    spans = np.array([[0, 100], [50, 350]])
+    avd = np.array([[1.4, 0.2, -0.1], [0.5, 0.6, 0.1]])
+    probs = np.array([[0.2, 0.8], [0.6, 0.4]])
+    file_avd, file_probs = aggregate(spans, avd, probs)
+    np.testing.assert_allclose(file_avd, [(1.0 + 3 * 0.5) / 4, (0.2 + 3 * 0.6) / 4, (0 + 3 * 0.1) / 4])
+    np.testing.assert_allclose(file_probs, [(0.2 + 3 * 0.6) / 4, (0.8 + 3 * 0.4) / 4])
+    assert aggregate(spans, avd, None)[1] is None
+
+
+def test_windows_are_batched_longest_first_and_put_back_per_source():
+    backend = Recorder()
+    sources = [ramp(0.5), ramp(30.0), ramp(0.01), ramp(3.0, 0.1)]
+    results = list(inference.predict_sources(backend, sources, batch_size=3))
+    assert [type(r) for r in results] == [Prediction, Prediction, Failure, Prediction]  # input order
+    assert results[2].error.startswith("too short")
+    long = results[1]
+    assert long.spans.tolist() == [[0, 192000], [96000, 288000], [192000, 384000], [288000, 480000]]
+    # each window was predicted from its own stretch of audio (its mean, last sample and length)
+    samples = sources[1].samples
+    for (start, end), avd in zip(long.spans, long.avd):
+        np.testing.assert_allclose(avd, [samples[start:end].mean(), samples[end - 1], (end - start) / 1e6], rtol=1e-5)
+    flat = [n for batch in backend.batches for n in batch]
+    assert flat == sorted(flat, reverse=True) and max(map(len, backend.batches)) == 3
+
+
+def test_a_table_has_the_file_row_then_its_windows():
+    table = inference.predict_table(Recorder(), [ramp(20.0), ramp(1.0)], batch_size=4)
+    assert table.level.tolist() == ["file", "window", "window", "window", "file"]
+    assert table[["start", "end"]].to_numpy().tolist() == [[0, 20], [0, 12], [6, 18], [8, 20], [0, 1]]
+    assert table.columns[:4].tolist() == ["file", "level", "start", "end"]
+    assert {"arousal", "arousal_unit", "r", "theta", "phi", "region", "p_low", "p_high"} <= set(table)
+    assert table.arousal.between(1, 7).all() and table.attrs["errors"] == []
+    assert table.region.tolist() == ["high"] * 5
+
+
+def test_group_restores_time_order_whatever_the_order_of_windows():
+    spans = np.array([[6, 18], [0, 12], [0, 5], [12, 24]])
+    owner = np.array([7, 7, 3, 7])
+    avd = np.arange(12, dtype=float).reshape(4, 3)
+    grouped = group(owner, spans, avd, None, {3: "b", 7: "a"})
+    assert sorted(grouped) == [3, 7]
+    assert grouped[7].spans.tolist() == [[0, 12], [6, 18], [12, 24]]
+    assert grouped[7].avd[:, 0].tolist() == [3, 0, 9] and grouped[3].name == "b"
+
+
+def test_decode_turns_any_failure_into_a_failure(tmp_path):
+    (tmp_path / "junk.wav").write_bytes(b"RIFF" + bytes(100))
+    failed = decode(0, str(tmp_path / "junk.wav"), min_samples=400, window=12, hop=6)
+    assert isinstance(failed, Failure) and failed.error.startswith("cannot read audio")
+    assert failed.name == str(tmp_path / "junk.wav")
+    assert isinstance(decode(1, ramp(1.0), min_samples=400, window=12, hop=6), Item)
+
+
+def test_window_batches_pad_with_zeros():
+    items = [Item(0, "a", np.ones(500, np.float32), [(0, 500)]), Item(1, "b", np.ones(900, np.float32), [(100, 900)])]
+    (batch,) = window_batches(items, 8)
+    assert batch.lengths.tolist() == [800, 500] and batch.owner.tolist() == [1, 0]
+    assert batch.waveform[1, 500:].sum() == 0 and batch.waveform[1, :500].sum() == 500
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": 0}, "batch size"), ({"window": 4.0, "hop": 5.0}, "hop"), ({"window": 0.01, "hop": 0.01}, "minimum input"),
+    ({"workers": -1}, "workers"),
+])
+def test_bad_options_are_refused_before_any_work(options, message):
+    backend = Recorder()
+    with pytest.raises(InputError, match=message):
+        inference.predict_sources(backend, [ramp(1.0)], **options)
+    assert backend.batches == []
+
+
+def test_decoding_threads_give_the_same_results_in_the_same_order():
+    sources = [ramp(s) for s in (0.3, 13.0, 0.2, 2.5, 0.001, 1.0)]
+    serial = list(inference.predict_sources(Recorder(), sources, batch_size=2))
+    threaded = list(inference.predict_sources(Recorder(), sources, batch_size=2, workers=3))
+    assert [r.name for r in threaded] == [r.name for r in serial]
+    for a, b in zip(serial, threaded):
+        if isinstance(a, Prediction):
+            np.testing.assert_array_equal(a.avd, b.avd)
