@@ -321,7 +321,9 @@ def group(owner: np.ndarray, spans: np.ndarray, avd: np.ndarray, probs: np.ndarr
     return result
 
 
-def _run_pool(backend: Backend, pool: list[Item | Failure], batch_size: int) -> Iterator[Prediction | Failure]:
+def predict_pool(backend: Backend, pool: list[Item | Failure], batch_size: int) -> Iterator[Prediction | Failure]:
+    """Run the windows of a pool of decoded sources through ``backend`` in length-sorted batches;
+    yields each entry's :class:`Prediction` (or its :class:`Failure`), in pool order."""
     items = [entry for entry in pool if isinstance(entry, Item)]
     outputs = [(batch, *backend(batch.waveform, batch.lengths)) for batch in window_batches(items, batch_size)]
     predictions: dict[int, Prediction] = {}
@@ -361,7 +363,7 @@ def predict_sources(backend: Backend, sources: Sequence[Source], *, batch_size: 
     def run() -> Iterator[Prediction | Failure]:
         with tqdm(total=len(sources), desc="predict", unit="file", disable=not progress) as bar:
             for pool in pools(decoded, batch_size * POOL_BATCHES):
-                for result in _run_pool(backend, pool, batch_size):
+                for result in predict_pool(backend, pool, batch_size):
                     bar.update()
                     yield result
 
