@@ -17,13 +17,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import UserError
 from .io import write_text_atomic
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = frozenset(f".{fmt.lower()}" for fmt in sf.available_formats()) | {".oga", ".opus", ".aif"}
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """Audio that cannot be used; the message names the file."""
 
 

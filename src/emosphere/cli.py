@@ -1,4 +1,10 @@
-"""The ``emosphere`` command: prepare, train, evaluate, predict, export, demo-corpus."""
+"""The ``emosphere`` command: prepare, check, train, evaluate, predict, export, demo-corpus.
+
+Exit codes: 0 done; 1 some files of a batch job failed (listed in its errors
+file); 2 a mistake in what the user gave (options, config, paths, data): one
+line on stderr, no traceback, and checked before anything is written. Any
+other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,29 @@ from .config import InferencePrecision, RegionSetName
 REGION_SETS = typing.get_args(RegionSetName)
 PRECISIONS = typing.get_args(InferencePrecision)
 log = logging.getLogger("emosphere")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit code 2, as argparse does)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, low: float, strict: bool = False):
+    """An argparse type: a ``kind`` number >= ``low`` (> ``low`` if ``strict``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not (value > low if strict else value >= low) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        return value
+    return parse
+
+
+POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = _number(int, 1), _number(int, 0), _number(float, 0, True), _number(float, 0)
 
 
 def _add_corpus_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -42,6 +71,33 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     print(f"wrote {len(table)} rows to {output}")
     print(f"utterances per region ({regions.name}, {regions.num_classes} classes) and split:")
     print(counts(table, regions).to_string())
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_corpus, log_problems, preflight
+    from .config import ConfigError, load_config
+    from .io import write_table
+    from .labels import Corpus
+    from .sphere import RegionSet
+
+    if args.corpus is not None and args.overrides:
+        raise ConfigError(f"KEY=VALUE overrides ({' '.join(args.overrides)}) go with --config, not --corpus")
+    if args.config is not None:
+        report = preflight(load_config(args.config, args.overrides), resume=args.resume, decode=args.decode,
+                           progress=not args.quiet)
+    else:
+        splits = None if args.splits == ["all"] else args.splits
+        report = check_corpus(Corpus.at(args.corpus, args.labels, args.audio_dir),
+                              RegionSet(args.regions, args.origin_radius), splits=splits,
+                              keep_other=args.keep_other, decode=args.decode, workers=args.workers,
+                              progress=not args.quiet)
+        log_problems(report)
+    print(report.summary())
+    if args.problems:
+        write_table(report.problems, args.problems)
+        print(f"wrote {len(report.problems)} problem(s) to {args.problems}")
+    report.raise_for_errors()
     return 0
 
 
@@ -142,7 +198,7 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="emosphere",
         description="EmoSphere-SER: arousal, valence and dominance (1-7 scale) from speech, "
                     "with an auxiliary classifier of the emotion's region on a sphere.",
@@ -159,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", choices=REGION_SETS, default="octant",
                    help="region set: octant (8 classes, the paper) or a sphereN grid of N-degree cells plus an "
                         "origin class (default: octant)")
-    p.add_argument("--origin-radius", type=float, default=0.0,
+    p.add_argument("--origin-radius", type=NON_NEGATIVE, default=0.0,
                    help="sphereN: centred radius up to which a point is in the origin class (default 0)")
     p.add_argument("--keep-other", action="store_true",
                    help="keep EmoClass O (other) and X (no agreement) rows; the paper recipe drops them")
@@ -167,6 +223,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output CSV (default: <corpus>/Labels/processed_labels_<regions>.csv)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
+
+    p = commands.add_parser("check", help="check a corpus (or a training run's config and corpus) before training",
+                            description="Report every problem of a corpus at once, with line numbers of the label "
+                                        "table, and a summary (hours per split, utterances per region and class, "
+                                        "sample rates). Errors (bad labels, repeated FileName, listed audio missing, "
+                                        "unreadable or too short, a needed split empty) block training: exit 2. "
+                                        "Warnings (audio not in the table, unknown Split_Set or EmoClass) do not. "
+                                        "Reads audio headers only unless --decode. With --config, runs training's "
+                                        "whole pre-flight. See docs/check.md.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", type=Path,
+                        help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)")
+    source.add_argument("--config", type=Path,
+                        help="YAML recipe: check what `emosphere train` would check (config, paths, encoder, the "
+                             "training and development splits)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, with --config")
+    p.add_argument("--labels", type=Path, help="label CSV (default: <corpus>/Labels/labels_consensus.csv)")
+    p.add_argument("--audio-dir", type=Path, help="audio folder (default: <corpus>/Audios)")
+    p.add_argument("--splits", nargs="+", default=["all"], metavar="SPLIT",
+                   help="with --corpus: the Split_Set values to check as a run would read them (labelled rows, "
+                        "O/X only with --keep-other); default all: every row of the table")
+    p.add_argument("--regions", choices=REGION_SETS, default="octant",
+                   help="with --corpus: region set of the summary (default: octant)")
+    p.add_argument("--origin-radius", type=NON_NEGATIVE, default=0.0,
+                   help="with --corpus: sphereN origin radius (default 0)")
+    p.add_argument("--keep-other", action="store_true", help="with --corpus --splits: keep EmoClass O and X rows")
+    p.add_argument("--resume", action="store_true", help="with --config: also require the checkpoint to resume from")
+    p.add_argument("--decode", action="store_true",
+                   help="decode every file instead of reading headers: also finds corrupt or truncated audio and "
+                        "NaN samples (as slow as reading the corpus once)")
+    p.add_argument("--workers", type=POSITIVE_INT, default=8,
+                   help="with --corpus: threads reading audio headers (default 8)")
+    p.add_argument("--problems", type=Path,
+                   help="write every problem to this table (.csv, .jsonl or .parquet): severity, problem, file, "
+                        "line, detail")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_check)
 
     p = commands.add_parser("train", help="train a model from a YAML recipe",
                             description="Train as the recipe says; any key can be overridden as key.sub=value, e.g. "
@@ -189,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-other", action=argparse.BooleanOptionalAction, default=None,
                    help="keep O/X rows (default: as the model was trained)")
     p.add_argument("--output-dir", type=Path, help="where to write (default: <model>/../eval_<split>)")
-    p.add_argument("--batch-size", type=int, default=16, help="utterances per batch (default 16)")
-    p.add_argument("--num-workers", type=int, default=0,
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="utterances per batch (default 16)")
+    p.add_argument("--num-workers", type=COUNT, default=0,
                    help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_precision_option(p)
@@ -212,13 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output table: CSV, or JSON lines (.jsonl) or parquet (.parquet) by extension")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="run the model with PyTorch or ONNX Runtime (default torch)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per batch (default 8)")
-    p.add_argument("--window", type=float,
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="windows per batch (default 8)")
+    p.add_argument("--window", type=POSITIVE,
                    help="window length in seconds; longer audio is cut into windows (default 12, the training crop)")
-    p.add_argument("--hop", type=float, help="seconds between window starts (default 6)")
+    p.add_argument("--hop", type=POSITIVE, help="seconds between window starts (default 6; at most the window)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_precision_option(p)
-    p.add_argument("--num-workers", type=int, default=0,
+    p.add_argument("--num-workers", type=COUNT, default=0,
                    help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
     p.add_argument("--resume", action="store_true",
                    help="keep the files already in --output, predict only the others and append them")
@@ -233,17 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory or Hugging Face hub id")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx, the only one)")
     p.add_argument("--output", required=True, type=Path, help="output file, e.g. model.onnx")
-    p.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    p.add_argument("--opset", type=POSITIVE_INT, help="ONNX opset version (default: the exporter's)")
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("demo-corpus", help="synthesise the built-in demo corpus with espeak-ng",
                             description="Write a small synthetic emotional-speech corpus in the MSP-Podcast layout "
                                         "(see docs/demo_corpus.md).")
     p.add_argument("output", type=Path, help="output folder")
-    p.add_argument("--n-train", type=int, default=1200, help="training utterances (default 1200)")
-    p.add_argument("--n-dev", type=int, default=200, help="development utterances (default 200)")
-    p.add_argument("--n-test", type=int, default=300, help="Test1 utterances (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n-train", type=COUNT, default=1200, help="training utterances (default 1200)")
+    p.add_argument("--n-dev", type=COUNT, default=200, help="development utterances (default 200)")
+    p.add_argument("--n-test", type=COUNT, default=300, help="Test1 utterances (default 300)")
+    p.add_argument("--seed", type=COUNT, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo_corpus)
     return parser
@@ -264,14 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     log.propagate = False
-    from .audio import AudioError
-    from .config import ConfigError
-    from .labels import LabelError
+    from .errors import UserError
 
     try:
         return args.func(args)
-    except (AudioError, ConfigError, LabelError, FileNotFoundError) as error:
-        log.error("%s", error)
+    except (UserError, OSError) as error:
+        # A mistake in what the user gave, or a file system refusal (permissions, a full disk):
+        # one line. Anything else is a bug and keeps its traceback.
+        log.debug("traceback:", exc_info=True)
+        log.error("%s", " ".join(str(error).split("\n")) or type(error).__name__)
         return 2
 
 

@@ -2,22 +2,29 @@
 optimisation and trainer. It is read from a YAML recipe, overridden with
 dotted ``key=value`` pairs on the command line, and saved with the model.
 
-Unknown keys, values of the wrong type and values outside a key's choices
-(declared with ``Literal``) are errors that name the key.
+Unknown keys, values of the wrong type, values outside a key's choices
+(declared with ``Literal``) and numbers outside a key's range (declared with
+``Annotated[..., Bounds(...)]``) are :class:`ConfigError` s that name the key
+and what it allows, raised when the config is loaded. What needs the file
+system (paths, splits, the corpus) is checked by :mod:`emosphere.check`
+before a run writes anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
+from .errors import UserError
 from .io import write_text_atomic
 
 
@@ -26,6 +33,38 @@ RegionSetName = Literal["octant", "sphere30", "sphere45", "sphere60", "sphere90"
 AuxSchedule = Literal["linear", "constant", "none"]
 InferencePrecision = Literal["fp32", "bf16", "fp16"]
 """Prediction and evaluation: exact fp32 (no TF32), or bf16 / fp16 autocast."""
+Precision = Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+"""auto, or one of Lightning's precision strings."""
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a number must lie in, declared as ``Annotated[int, Bounds(low=1)]``."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return math.isfinite(value) and above and below
+
+    def __str__(self) -> str:
+        low, high = (str(int(x)) if float(x).is_integer() else f"{x:g}" for x in (self.low, self.high))
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+Count = Annotated[int, Bounds(low=0)]
+AtLeastOne = Annotated[int, Bounds(low=1)]
+Positive = Annotated[float, Bounds(low=0, low_open=True)]
+NonNegative = Annotated[float, Bounds(low=0)]
+Dropout = Annotated[float, Bounds(low=0, high=1, high_open=True)]
+Seed = Annotated[int, Bounds(low=0, high=2**32 - 1)]
 
 
 @dataclass
@@ -40,15 +79,15 @@ class DataConfig:
     """Keep EmoClass O (other) and X (no agreement) rows; the paper recipe drops them."""
     train_split: str = "Train"
     dev_split: str = "Development"
-    max_seconds: float = 12.0
+    max_seconds: Positive = 12.0
     """Training utterances are cut to their first max_seconds."""
-    batch_size: int = 16
-    num_workers: int = 2
+    batch_size: AtLeastOne = 16
+    num_workers: Count = 2
     bucket_by_length: bool = False
     """Group training utterances of similar length into batches: less padding, but the per-batch
     CCC loss then sees little variance of any label that length tracks (speaking rate, arousal);
     off by default, as in the paper. Inference always buckets (it cannot change a prediction)."""
-    stats_max_files: int = 0
+    stats_max_files: Count = 0
     """Files read to measure the audio mean/std (a seeded random subset); 0 reads every training file."""
 
 
@@ -68,14 +107,14 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pooling: Pooling = "style"
     """style (the paper), attentive (challenge baseline) or mean."""
-    pooling_dropout: float = 0.1
-    attention_heads: int = 2
-    head_hidden: int = 0
+    pooling_dropout: Dropout = 0.1
+    attention_heads: AtLeastOne = 2
+    head_hidden: Count = 0
     """Hidden size of the regression and region heads; 0 uses the encoder's hidden size."""
-    head_dropout: float = 0.5
+    head_dropout: Dropout = 0.5
     regions: RegionSetName = "octant"
     """Region set of the auxiliary task: octant, sphere30, sphere45, sphere60 or sphere90."""
-    origin_radius: float = 0.0
+    origin_radius: NonNegative = 0.0
     """Grid region sets: centred radius up to which a point is in the origin class."""
 
 
@@ -83,37 +122,37 @@ class ModelConfig:
 class ObjectiveConfig:
     aux_schedule: AuxSchedule = "linear"
     """Weight of the auxiliary region loss: linear (decays, then off), constant, or none (no region head)."""
-    aux_start: float = 1.0
+    aux_start: NonNegative = 1.0
     """Weight at epoch 0 (and the weight of the constant schedule)."""
-    aux_end: float = 0.01
+    aux_end: NonNegative = 0.01
     """Linear schedule: w(e) = start + (end - start) * e / decay_epochs for e < decay_epochs, then 0."""
-    aux_decay_epochs: int = 5
+    aux_decay_epochs: AtLeastOne = 5
     class_weights: bool = True
     """Weight the cross-entropy by N / (K * count_c) over the training split."""
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-5
-    weight_decay: float = 0.01
-    accumulate_grad_batches: int = 4
-    gradient_clip_val: float = 0.0
+    lr: Positive = 1e-5
+    weight_decay: NonNegative = 0.01
+    accumulate_grad_batches: AtLeastOne = 4
+    gradient_clip_val: NonNegative = 0.0
     """0 disables clipping."""
 
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = 20
-    seed: int = 7
-    accelerator: str = "auto"
+    max_epochs: AtLeastOne = 20
+    seed: Seed = 7
+    accelerator: Accelerator = "auto"
     devices: str = "auto"
     """Number of devices, a list such as "0,1", or auto."""
     strategy: str = "auto"
     """auto, ddp, ... (Lightning strategies)."""
-    num_nodes: int = 1
-    precision: str = "auto"
-    """auto: 16-mixed on CUDA, 32 on CPU; or any Lightning precision (bf16-mixed, 32, ...)."""
-    log_every_n_steps: int = 50
+    num_nodes: AtLeastOne = 1
+    precision: Precision = "auto"
+    """auto: 16-mixed on CUDA, 32-true otherwise; or a Lightning precision (bf16-mixed, 32-true, ...)."""
+    log_every_n_steps: AtLeastOne = 50
     progress: bool = True
 
 
@@ -133,7 +172,7 @@ class RunConfig:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the key."""
 
 
@@ -142,6 +181,13 @@ def _check(value: Any, annotation: Any, key: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, prefix=f"{key}.")
     origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        kind, *rules = typing.get_args(annotation)
+        value = _check(value, kind, key)
+        for rule in rules:
+            if isinstance(rule, Bounds) and value not in rule:
+                raise ConfigError(f"{key}: must be {rule}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
@@ -155,6 +201,8 @@ def _check(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected {annotation}, got {value!r}")
     if origin is Literal:
         allowed = typing.get_args(annotation)
+        if all(isinstance(a, str) for a in allowed) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # YAML reads precision: 32 as a number
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
         return value
@@ -176,7 +224,7 @@ def from_dict(cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any
     values = values or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -196,8 +244,36 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(error)})") from None
     return values
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(error, 'problem', None) or type(error).__name__}{where}"
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Rules between keys that a single key's type cannot state; raises :class:`ConfigError`."""
+    data, encoder = config.data, config.model.encoder
+    if data.train_split == data.dev_split:
+        raise ConfigError(f"data.dev_split: {data.dev_split!r} is also data.train_split; "
+                          "model selection needs a held-out split")
+    if encoder.pretrained and not encoder.name:
+        raise ConfigError("model.encoder.name: empty; give a hub id (e.g. microsoft/wavlm-large) or a local directory")
+    if not encoder.pretrained and "model_type" not in encoder.config:
+        raise ConfigError("model.encoder.config: with model.encoder.pretrained false it must name model_type "
+                          "(e.g. wavlm) to build a random encoder")
+    if not config.output_dir:
+        raise ConfigError("output_dir: empty; give the folder the run is written to")
+    if not (config.trainer.devices == "auto" or re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", config.trainer.devices)):
+        raise ConfigError(f"trainer.devices: {config.trainer.devices!r} is not auto, a count (-1: all) "
+                          "or a list of indices such as 0,1")
+    return config
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -207,6 +283,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
     apply_overrides(values, list(overrides or []))
-    return from_dict(RunConfig, values)
+    return validate(from_dict(RunConfig, values))

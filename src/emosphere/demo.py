@@ -52,6 +52,7 @@ import pandas as pd
 import soundfile as sf
 import soxr
 
+from .errors import UserError
 from .io import atomic_path
 
 __all__ = [
@@ -416,9 +417,13 @@ def _plan(
 
 
 # --- synthesis --------------------------------------------------------------
+class EspeakMissing(UserError, RuntimeError):
+    """espeak-ng, which synthesises the demo corpus, is not installed."""
+
+
 def _check_espeak() -> None:
     if shutil.which(_ESPEAK) is None:
-        raise RuntimeError(
+        raise EspeakMissing(
             "espeak-ng was not found on PATH; the demo corpus is synthesised with it. "
             "Install it, e.g. `sudo apt-get install espeak-ng` (Debian/Ubuntu) or "
             "`brew install espeak-ng` (macOS)."

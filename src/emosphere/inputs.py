@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 from . import audio
+from .errors import UserError
 
 MANIFEST_COLUMNS = ("path", "file", "FileName")
 MANIFEST_SUFFIXES = (".csv", ".txt", ".lst")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A usage error in what was asked for: a missing input, a bad manifest, a bad option."""
 
 

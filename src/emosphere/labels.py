@@ -5,12 +5,20 @@ A corpus is a folder with ``Audios/`` (one audio file per utterance) and
 :func:`prepare_labels` turns it into the table training and evaluation read:
 one row per usable utterance, with the audio path, its duration, the targets
 on [0, 1], the spherical coordinates and the region.
+
+:func:`scan_consensus` reads a label table and lists every problem in it (a
+:data:`PROBLEM_COLUMNS` table, with line numbers of the file) instead of
+stopping at the first; :func:`read_consensus` raises when there is any.
+:func:`read_headers` reads audio headers (not the audio), streaming, for the
+durations and for :mod:`emosphere.check`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +27,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
+from .errors import UserError
 from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical, to_unit
 
 log = logging.getLogger(__name__)
@@ -28,9 +37,17 @@ LABEL_COLUMNS = ("EmoAct", "EmoVal", "EmoDom")
 """The 1-7 label columns, in the order of :data:`emosphere.sphere.DIMENSIONS`."""
 PRIMARY_CLASSES = frozenset("ASHUFDCN")
 """EmoClass values the paper recipe keeps; O (other) and X (no agreement) are dropped."""
+EMOTION_CLASSES = PRIMARY_CLASSES | {"O", "X"}
+UNLABELLED_SPLITS = ("Test3",)
+"""Splits whose rows carry no labels (MSP-Podcast's Test3 is scored by the challenge)."""
+PROBLEM_COLUMNS = ("severity", "problem", "file", "line", "detail")
+"""A problem table: ``severity`` error (blocks training) or warning, ``problem`` (what is wrong, the same
+text for every row it concerns), ``file`` and ``line`` (1-based line of the label file; empty for files
+on disk), ``detail`` (the value at fault)."""
+HEADER_COLUMNS = ("sample_rate", "channels", "frames", "duration", "error")
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A label table that cannot be used; the message names the file and row."""
 
 
@@ -53,29 +70,89 @@ class Corpus:
         )
 
 
-def read_consensus(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``labels_consensus.csv``; raise :class:`LabelError` naming the file and rows at fault."""
+def _line(index: pd.Index) -> np.ndarray:
+    return np.asarray(index, dtype=np.int64) + 2  # header line, 1-based
+
+
+def problems_table(severity: str, problem: str, file: str | os.PathLike | Sequence[str],
+                   lines: Sequence[int] | np.ndarray, details: Sequence[object]) -> pd.DataFrame:
+    """Rows of a :data:`PROBLEM_COLUMNS` table, one per detail: at ``lines`` of the label ``file``,
+    or (``lines`` empty) about the ``file`` or each of the files."""
+    details = list(details)
+    lines = list(lines) if len(lines) else [pd.NA] * len(details)
+    file = str(file) if isinstance(file, (str, os.PathLike)) else [str(f) for f in file]
+    return pd.DataFrame({"severity": severity, "problem": problem, "file": file,
+                         "line": pd.array(lines, dtype="Int64"), "detail": [str(d) for d in details]},
+                        columns=list(PROBLEM_COLUMNS))
+
+
+def scan_consensus(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a ``labels_consensus.csv`` and list every problem in its rows.
+
+    Returns the table (labels as numbers, the file's row order and index: line = index + 2)
+    and a :data:`PROBLEM_COLUMNS` table. Errors: a label that is missing, not a number or
+    outside [1, 7] (except in :data:`UNLABELLED_SPLITS`), a missing or repeated ``FileName``,
+    a missing ``Split_Set``. Warnings: an ``EmoClass`` outside A S H U F D C N O X. A file
+    that is missing, unreadable or lacks columns raises :class:`LabelError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise LabelError(f"{path}: label file not found")
-    table = pd.read_csv(path, dtype={"FileName": str, "EmoClass": str, "Split_Set": str, "Gender": str})
+    try:
+        table = pd.read_csv(path, dtype={"FileName": str, "EmoClass": str, "Split_Set": str, "Gender": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise LabelError(f"{path}: not a readable CSV table ({str(error).strip().splitlines()[0]})") from None
     missing = [c for c in CONSENSUS_COLUMNS if c not in table.columns]
     if missing:
         raise LabelError(f"{path}: missing columns {missing}; expected {list(CONSENSUS_COLUMNS)}")
+    found = []
+    labelled = ~table["Split_Set"].astype(str).isin(UNLABELLED_SPLITS)
     for column in LABEL_COLUMNS:
         values = pd.to_numeric(table[column], errors="coerce")
-        labelled = ~table["Split_Set"].astype(str).str.startswith("Test3")
         bad = labelled & (values.isna() | (values < SCALE_MIN) | (values > SCALE_MAX))
-        if bad.any():
-            rows = (np.flatnonzero(bad.to_numpy()) + 2).tolist()  # +2: header line, 1-based
-            raise LabelError(
-                f"{path}: column {column} must be a number in [1, 7]; bad value on line(s) {rows[:10]}"
-                + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
-            )
+        found.append(problems_table("error", f"{column} must be a number in [1, 7]", path,
+                                    _line(table.index[bad]), table.loc[bad, column].tolist()))
         table[column] = values
-    duplicated = table["FileName"].duplicated()
-    if duplicated.any():
-        raise LabelError(f"{path}: FileName repeated: {table.loc[duplicated, 'FileName'].head(5).tolist()}")
+    for column in ("FileName", "Split_Set"):
+        empty = table[column].isna() | (table[column].astype(str).str.strip() == "")
+        found.append(problems_table("error", f"{column} is empty", path, _line(table.index[empty]),
+                                    [""] * int(empty.sum())))
+    repeated = table["FileName"].notna() & table["FileName"].duplicated(keep=False)
+    found.append(problems_table("error", "FileName repeated", path, _line(table.index[repeated]),
+                                table.loc[repeated, "FileName"].tolist()))
+    odd = ~table["EmoClass"].isin(EMOTION_CLASSES)
+    found.append(problems_table("warning", f"EmoClass not one of {' '.join(sorted(EMOTION_CLASSES))}", path,
+                                _line(table.index[odd]), table.loc[odd, "EmoClass"].tolist()))
+    return table, pd.concat(found, ignore_index=True)
+
+
+def summarise_problems(problems: pd.DataFrame, limit: int = 10) -> list[str]:
+    """One line per kind of problem: severity, what, how many, and the first ``limit`` places."""
+    out = []
+    for (severity, problem), rows in problems.groupby(["severity", "problem"], sort=False):
+        places = [(f"line {line}" if pd.notna(line) else file) + (f" ({detail})" if detail else "")
+                  for file, line, detail in rows[["file", "line", "detail"]].head(limit).itertuples(index=False)]
+        more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+        source = f" in {rows['file'].iloc[0]}" if rows["line"].notna().any() else ""
+        out.append(f"{severity}: {problem}{source}: {len(rows)} row(s): {', '.join(places)}{more}")
+    return out
+
+
+def read_consensus(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``labels_consensus.csv``; raise :class:`LabelError` naming the file and rows at fault
+    (see :func:`scan_consensus`; warnings are logged)."""
+    table, problems = scan_consensus(path)
+    errors = problems[problems["severity"] == "error"]
+    for line in summarise_problems(problems[problems["severity"] == "warning"]):
+        log.warning("%s: %s", path, line)
+    if len(errors):
+        first = errors[errors["problem"] == errors["problem"].iloc[0]]
+        rest = len(errors) - len(first)
+        raise LabelError(
+            f"{path}: {first['problem'].iloc[0]}; bad value on line(s) {first['line'].head(10).astype(int).tolist()}"
+            + (f" and {len(first) - 10} more" if len(first) > 10 else "")
+            + (f"; {rest} other problem(s): `emosphere check` lists them all" if rest else "")
+        )
     return table
 
 
@@ -91,10 +168,62 @@ def annotate(table: pd.DataFrame, regions: RegionSet) -> pd.DataFrame:
     return out
 
 
-def audio_duration(path: Path) -> float:
-    """Duration in seconds from the file header, without decoding the audio."""
-    info = sf.info(str(path))
-    return info.frames / info.samplerate
+def _header(path: str, decode: bool) -> tuple:
+    """(sample_rate, channels, frames, duration, error) of one file; ``decode`` reads every sample."""
+    try:
+        with sf.SoundFile(path) as f:
+            rate, channels, frames = f.samplerate, f.channels, f.frames
+            if decode:
+                frames = 0
+                for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                    if not np.isfinite(block).all():
+                        return rate, channels, frames, frames / rate, "audio contains NaN or infinite samples"
+                    frames += len(block)
+    except (sf.LibsndfileError, OSError, RuntimeError) as error:
+        message = "file not found" if not os.path.exists(path) else f"cannot read audio ({error})"
+        return 0, 0, 0, np.nan, message
+    return rate, channels, frames, frames / rate if rate else np.nan, None
+
+
+def read_headers(paths: Sequence[str | os.PathLike], *, decode: bool = False, workers: int = 8,
+                 progress: bool = True) -> pd.DataFrame:
+    """:data:`HEADER_COLUMNS` of each file, in order: from its header (no decoding), or with ``decode``
+    from reading every sample (slow: finds truncated or corrupt data and NaN/infinite samples).
+    ``error`` says why a file cannot be used (None if it can). Files are read by ``workers``
+    threads in chunks, so memory does not grow with the corpus beyond the result."""
+
+    def chunks() -> Iterator[list[str]]:
+        for start in range(0, len(paths), 4096):
+            yield [str(p) for p in paths[start : start + 4096]]
+
+    rows: list[tuple] = []
+    with ThreadPoolExecutor(max(1, workers)) as pool, \
+            tqdm(total=len(paths), desc="decoding audio" if decode else "reading audio headers",
+                 disable=not progress, unit="file") as bar:
+        for chunk in chunks():
+            rows += pool.map(_header, chunk, [decode] * len(chunk))
+            bar.update(len(chunk))
+    return pd.DataFrame(rows, columns=list(HEADER_COLUMNS))
+
+
+def usable_rows(table: pd.DataFrame, *, keep_other: bool = False,
+                splits: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows with labels (not :data:`UNLABELLED_SPLITS`), EmoClass A S H U F D C N unless ``keep_other``,
+    in ``splits`` (all when None); the index is kept."""
+    keep = table[list(LABEL_COLUMNS)].notna().all(axis=1) & ~table["Split_Set"].isin(UNLABELLED_SPLITS)
+    if not keep_other:
+        keep &= table["EmoClass"].isin(PRIMARY_CLASSES)
+    if splits is not None:
+        keep &= table["Split_Set"].isin(list(splits))
+    return table[keep]
+
+
+def with_audio(table: pd.DataFrame, audio_dir: Path, headers: pd.DataFrame) -> pd.DataFrame:
+    """Add ``path`` and ``duration`` (seconds) from :func:`read_headers` of the rows' files."""
+    out = table.copy()
+    out["path"] = [str(audio_dir / name) for name in table["FileName"]]
+    out["duration"] = headers["duration"].to_numpy()
+    return out
 
 
 def prepare_labels(corpus: Corpus, regions: RegionSet, *, keep_other: bool = False,
@@ -104,28 +233,18 @@ def prepare_labels(corpus: Corpus, regions: RegionSet, *, keep_other: bool = Fal
     Keeps rows with labels (Test3 has none), drops EmoClass O and X unless
     ``keep_other``, resolves each ``FileName`` under the audio folder and
     reads its duration from the header. Rows whose audio is missing or
-    unreadable are dropped with a warning that names them.
+    unreadable are dropped with a warning that names them (training checks the
+    corpus first and stops instead: :mod:`emosphere.check`).
     """
-    table = read_consensus(corpus.labels)
-    table = table[table[list(LABEL_COLUMNS)].notna().all(axis=1)]
-    if not keep_other:
-        table = table[table["EmoClass"].isin(PRIMARY_CLASSES)]
-    table = annotate(table.reset_index(drop=True), regions)
-    paths, durations, problems = [], [], []
-    for name in tqdm(table["FileName"], desc="reading audio headers", disable=not progress, unit="file"):
-        path = corpus.audio_dir / name
-        try:
-            durations.append(audio_duration(path))
-        except (sf.LibsndfileError, OSError, RuntimeError) as error:
-            problems.append(f"{path}: {error}")
-            durations.append(np.nan)
-        paths.append(str(path))
-    table["path"] = paths
-    table["duration"] = durations
-    if problems:
+    table = usable_rows(read_consensus(corpus.labels), keep_other=keep_other).reset_index(drop=True)
+    headers = read_headers([corpus.audio_dir / name for name in table["FileName"]], progress=progress)
+    table = with_audio(annotate(table, regions), corpus.audio_dir, headers)
+    bad = headers["error"].notna().to_numpy()
+    if bad.any():
+        problems = [f"{path}: {error}" for path, error in zip(table["path"][bad], headers["error"][bad])]
         log.warning("dropped %d row(s) whose audio cannot be read, e.g.\n  %s",
                     len(problems), "\n  ".join(problems[:10]))
-        table = table[table["duration"].notna()].reset_index(drop=True)
+        table = table[~bad].reset_index(drop=True)
     if table.empty:
         raise LabelError(f"{corpus.labels}: no usable labelled rows with audio under {corpus.audio_dir}")
     return table

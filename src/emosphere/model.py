@@ -47,6 +47,14 @@ STATS_FILE = "audio_stats.json"
 FORMAT_VERSION = 1
 
 
+def min_input_samples(config: PretrainedConfig) -> int:
+    """Shortest input (16 kHz samples) that a wav2vec2-family encoder of ``config`` turns into one frame."""
+    samples = 1
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
 class Encoder(nn.Module):
     """A transformers speech encoder that returns frame features and their valid-frame mask.
 
@@ -78,10 +86,7 @@ class Encoder(nn.Module):
     @property
     def min_samples(self) -> int:
         """Shortest input that yields one frame."""
-        samples = 1
-        for kernel, stride in reversed(list(zip(self.model.config.conv_kernel, self.model.config.conv_stride))):
-            samples = (samples - 1) * stride + kernel
-        return samples
+        return min_input_samples(self.model.config)
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.model._get_feat_extract_output_lengths(lengths).to(torch.long)

@@ -26,17 +26,20 @@ import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from . import data
 from .audio import AudioStats
-from .config import RunConfig
+from .check import preflight
+from .config import ConfigError, RunConfig
+from .errors import first_line
 from .evaluate import score
 from .inference import file_values, group, softmax
 from .io import write_table
-from .labels import Corpus, prepare_labels, split
+from .labels import split
 from .losses import aux_weight, ccc_loss, region_loss
 from .model import EmoSphereSER
 from .sphere import DIMENSIONS
@@ -192,16 +195,19 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
 
 def train(config: RunConfig, *, resume: bool = False) -> Path:
     """Train as ``config`` says; returns the model directory of the best development checkpoint."""
+    report = preflight(config, resume=resume)  # raises before anything is written
+    report.raise_for_errors()
+    table = report.prepared
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        trainer = build_trainer(config, run_dir)
+    except (MisconfigurationException, ValueError, TypeError) as error:
+        raise ConfigError(f"trainer: Lightning rejects these settings ({first_line(error)})") from error
     L.seed_everything(config.trainer.seed, workers=True)
+    model = EmoSphereSER.build(config.model, region_head=config.objective.aux_schedule != "none")
+    run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
     cfg = config.data
-    if not cfg.corpus and not cfg.labels:
-        raise ValueError("data.corpus is not set: point it at a folder with Audios/ and Labels/labels_consensus.csv")
-    model = EmoSphereSER.build(config.model, region_head=config.objective.aux_schedule != "none")
-    table = prepare_labels(Corpus.at(cfg.corpus, cfg.labels, cfg.audio_dir), model.regions,
-                           keep_other=cfg.keep_other, progress=config.trainer.progress)
     write_table(table, run_dir / "labels.csv")
     train_rows = split(table, cfg.train_split)
     stats_path = run_dir / "audio_stats.json"
@@ -217,14 +223,11 @@ def train(config: RunConfig, *, resume: bool = False) -> Path:
     weights = model.regions.class_weights(train_rows["region"]) if config.objective.class_weights else None
     datamodule = EmoSphereData(table, config, model.min_samples)
     task = EmoSphereTask(model, config, weights, datamodule.dev_rows)
-    trainer = build_trainer(config, run_dir)
     if isinstance(trainer.accelerator, CPUAccelerator):
         # Leave a core to each data-loading worker: oversubscribed OpenMP threads make
         # every small op wait for a descheduled thread (10x slower seen on 2 cores).
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.num_workers))
     last = run_dir / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {last}")
     trainer.fit(task, datamodule=datamodule,
                 ckpt_path=str(last) if resume else None)
     best = trainer.checkpoint_callback.best_model_path

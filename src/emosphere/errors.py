@@ -1,0 +1,21 @@
+"""The line between a user's mistake and a bug.
+
+:class:`UserError` is the base of every error that a user can fix by changing
+what they typed or pointed at: a config key or value, a missing or broken
+file, a label table with bad rows. Its message is one line that names the key,
+file or row and, where there is a choice, the allowed values. The ``emosphere``
+command prints it and exits with code 2; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in the user's input; the message says what and where, on one line."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of a third-party error's message (they are often long)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
