@@ -1,9 +1,16 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
 from conftest import TINY_WAVLM, tiny_model_config
 from emosphere.audio import AudioStats
-from emosphere.model import EmoSphereSER, Encoder
+from emosphere.model import EmoSphereSER, Encoder, ModelError
 from emosphere.pooling import POOLINGS
 
 LENGTHS = [16000, 9000, 4000, 400]
@@ -89,9 +96,9 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_missing_model_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such model directory"):
+    with pytest.raises(ModelError, match="no such model directory"):
         EmoSphereSER.from_pretrained(tmp_path / "nothing")
-    with pytest.raises(FileNotFoundError, match="not an emosphere model"):
+    with pytest.raises(ModelError, match="not an emosphere model"):
         EmoSphereSER.from_pretrained(tmp_path)
 
 
@@ -101,3 +108,120 @@ def test_pretrained_encoder_loads_from_a_local_directory(tmp_path):
     loaded = Encoder.from_pretrained(str(tmp_path / "wavlm"), {"layerdrop": 0.0})
     for a, b in zip(source.model.state_dict().values(), loaded.model.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def saved(tmp_path, name="m", **changes):
+    model = EmoSphereSER.build(tiny_model_config(**changes), AudioStats(0.02, 0.2, 10, 1)).eval()
+    return model, model.save_pretrained(tmp_path / name)
+
+
+def _corrupt_config(directory, **changes):
+    meta = json.loads((directory / "config.json").read_text())
+    for key, value in changes.items():
+        parent = meta
+        *path, leaf = key.split(".")
+        for part in path:
+            parent = parent[part]
+        parent[leaf] = value
+    (directory / "config.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage, file, message", [
+    (lambda d: (d / "model.safetensors").unlink(), "model.safetensors", "missing"),
+    (lambda d: (d / "audio_stats.json").unlink(), "audio_stats.json", "missing"),
+    (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
+     "model.safetensors", "not a readable safetensors file"),
+    (lambda d: (d / "config.json").write_text('{"format_version": 1,'), "config.json", "not valid JSON"),
+    (lambda d: (d / "audio_stats.json").write_text("[]"), "audio_stats.json", "JSON object"),
+    (lambda d: _corrupt_config(d, format_version=2), "config.json", "format_version 2 was written by a newer"),
+    (lambda d: _corrupt_config(d, **{"model.regions": "sphere45"}), "model.safetensors",
+     r"region_head.net.5.weight has shape \(8, 32\), the config makes \(33, 32\)"),
+    (lambda d: _corrupt_config(d, **{"model.pooling": "avg"}), "config.json", "model.pooling: 'avg' is not one of"),
+])
+def test_damaged_model_directories_name_the_file(tmp_path, damage, file, message):
+    _, directory = saved(tmp_path)
+    damage(directory)
+    with pytest.raises(ModelError, match=message) as error:
+        EmoSphereSER.from_pretrained(directory)
+    assert str(directory / file) in str(error.value)
+
+
+def test_save_refuses_to_replace_a_folder_of_other_files(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(ModelError, match="not a model directory"):
+        saved(tmp_path, "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
+def _outputs(model):
+    x, lengths = padded_batch()
+    with torch.no_grad():
+        return model(x, lengths).avd
+
+
+def test_a_failed_save_keeps_the_previous_model(tmp_path, monkeypatch):
+    old, directory = saved(tmp_path)
+    new = EmoSphereSER.build(tiny_model_config(), AudioStats(0.5, 0.5, 10, 1)).eval()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(AudioStats, "save", fail)  # fails after the weights, before the config
+    with pytest.raises(OSError, match="simulated"):
+        new.save_pretrained(directory)
+    torch.testing.assert_close(_outputs(EmoSphereSER.from_pretrained(directory)), _outputs(old))
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left
+
+
+def test_a_failure_between_the_renames_leaves_nothing_that_loads(tmp_path, monkeypatch):
+    old, directory = saved(tmp_path)
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == directory and Path(src).name.endswith(".tmp"):  # the new folder into place
+            raise OSError("killed (simulated)")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="simulated"):
+        old.save_pretrained(directory)
+    with pytest.raises(ModelError, match="no such model directory"):
+        EmoSphereSER.from_pretrained(directory)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith(".m.old-")]
+    torch.testing.assert_close(_outputs(EmoSphereSER.from_pretrained(aside[0])), _outputs(old))
+
+
+KILLED_SAVE = """
+import sys, time
+from pathlib import Path
+from conftest import tiny_model_config
+from emosphere.audio import AudioStats
+from emosphere.model import EmoSphereSER
+
+def stall(self, path):
+    Path(sys.argv[2]).touch()
+    time.sleep(120)
+
+AudioStats.save = stall
+EmoSphereSER.build(tiny_model_config(), AudioStats(0.5, 0.5, 1, 1)).save_pretrained(sys.argv[1])
+"""
+
+
+def test_a_killed_save_keeps_the_previous_model(tmp_path):
+    old, directory = saved(tmp_path)
+    ready = tmp_path / "ready"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(directory), str(ready)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists(), "the child did not reach the middle of its save"
+    finally:
+        child.kill()
+        child.wait()
+    torch.testing.assert_close(_outputs(EmoSphereSER.from_pretrained(directory)), _outputs(old))
+    for partial in tmp_path.glob(".m.*"):  # the killed save's temporary folder does not load
+        with pytest.raises(ModelError):
+            EmoSphereSER.from_pretrained(partial)

@@ -91,7 +91,7 @@ class CorpusReport:
             f"{self.corpus.labels}: {len(self.table)} row(s) checked"
             + (f" (splits {', '.join(self.splits)})" if self.splits is not None else "")
             + f"; {len(self.errors)} error(s), {len(self.warnings)} warning(s)",
-            per_split.round(2).to_string(),
+            per_split.round(3).to_string(),
             f"sample rates (Hz): {_tally(table['sample_rate'])}; channels: {_tally(table['channels'])}",
         ]
         if len(labelled):
@@ -180,8 +180,10 @@ def check_corpus(corpus: Corpus, regions: RegionSet, *, splits: Sequence[str] | 
 
 def log_problems(report: CorpusReport, limit: int = 10) -> None:
     """One log line per kind of problem (errors, then warnings)."""
-    for line in summarise_problems(report.errors, limit) + summarise_problems(report.warnings, limit):
-        (log.error if line.startswith("error") else log.warning)("%s", line)
+    for line in summarise_problems(report.errors, limit):
+        log.error("%s", line)
+    for line in summarise_problems(report.warnings, limit):
+        log.warning("%s", line)
 
 
 # --- a training run's pre-flight ------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,13 @@ import pandas as pd
 TABLE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
 
 
+def _usual_mode(path: str, mode: int) -> None:
+    """mkstemp and mkdtemp make 0600 and 0700; give outputs the permissions open() and mkdir() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``."""
@@ -21,15 +29,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give outputs the permissions open() would
+    _usual_mode(tmp, 0o666)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it replaces ``path``.
+
+    A previous folder at ``path`` stays whole until the new one is complete: it is renamed
+    aside (``.<name>.old-*``), the new folder is renamed into place, then the old one is
+    removed. An interruption leaves the old folder at ``path``, or (between the two renames)
+    nothing at ``path`` and the old folder beside it, never a partial folder at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _usual_mode(tmp, 0o777)
+    try:
+        yield Path(tmp)
+        if path.exists():
+            old = tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)
+            os.replace(path, old)  # a directory replaces the empty one just made
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

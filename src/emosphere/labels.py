@@ -127,14 +127,14 @@ def scan_consensus(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def summarise_problems(problems: pd.DataFrame, limit: int = 10) -> list[str]:
-    """One line per kind of problem: severity, what, how many, and the first ``limit`` places."""
+    """One line per kind of problem: what, how many, and the first ``limit`` places."""
     out = []
-    for (severity, problem), rows in problems.groupby(["severity", "problem"], sort=False):
+    for problem, rows in problems.groupby("problem", sort=False):
         places = [(f"line {line}" if pd.notna(line) else file) + (f" ({detail})" if detail else "")
                   for file, line, detail in rows[["file", "line", "detail"]].head(limit).itertuples(index=False)]
         more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
         source = f" in {rows['file'].iloc[0]}" if rows["line"].notna().any() else ""
-        out.append(f"{severity}: {problem}{source}: {len(rows)} row(s): {', '.join(places)}{more}")
+        out.append(f"{problem}{source} ({len(rows)}): {', '.join(places)}{more}")
     return out
 
 
@@ -144,7 +144,7 @@ def read_consensus(path: str | os.PathLike) -> pd.DataFrame:
     table, problems = scan_consensus(path)
     errors = problems[problems["severity"] == "error"]
     for line in summarise_problems(problems[problems["severity"] == "warning"]):
-        log.warning("%s: %s", path, line)
+        log.warning("%s", line)
     if len(errors):
         first = errors[errors["problem"] == errors["problem"].iloc[0]]
         rest = len(errors) - len(first)

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from .audio import AudioStats
-from .config import ModelConfig, from_dict
-from .io import atomic_path, write_text_atomic
+from .config import ConfigError, ModelConfig, from_dict
+from .errors import UserError, first_line
+from .io import atomic_directory
 from .pooling import build_pooling
 from .sphere import DIMENSIONS, RegionSet
 
@@ -45,6 +47,11 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "audio_stats.json"
 FORMAT_VERSION = 1
+MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, STATS_FILE})
+
+
+class ModelError(UserError):
+    """A model directory that cannot be loaded or written; the message names the file."""
 
 
 def min_input_samples(config: PretrainedConfig) -> int:
@@ -218,11 +225,17 @@ class EmoSphereSER(nn.Module):
     # --- the model directory ---------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and ``audio_stats.json`` to ``directory``."""
+        """Write ``config.json``, ``model.safetensors`` and ``audio_stats.json`` to ``directory``.
+
+        The files are written to a temporary folder beside it, which then replaces ``directory``
+        (:func:`emosphere.io.atomic_directory`): an interrupted save never leaves a folder that
+        loads as a complete model, and a previous model there stays whole until the new one is.
+        A folder that holds other files is not replaced (:class:`ModelError`)."""
         if self.stats is None:
             raise ValueError("the model has no audio normalisation statistics; call set_stats first")
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.exists() and not (directory.is_dir() and {p.name for p in directory.iterdir()} <= MODEL_FILES):
+            raise ModelError(f"{directory}: exists and is not a model directory; save to a new or empty folder")
         encoder_config = self.encoder.model.config.to_dict()
         meta = {
             "format_version": FORMAT_VERSION,
@@ -237,32 +250,86 @@ class EmoSphereSER(nn.Module):
             "run": self.run_config,
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt"})
-        self.stats.save(directory / STATS_FILE)
-        write_text_atomic(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
+        with atomic_directory(directory) as tmp:
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+            self.stats.save(tmp / STATS_FILE)
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return directory
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> "EmoSphereSER":
-        """Load a model directory, or download one from the Hugging Face hub by id."""
+        """Load a model directory, or download one from the Hugging Face hub by id.
+
+        A missing or corrupt file, a config from a newer format version and weights that do not fit
+        the config raise :class:`ModelError` naming the file."""
         directory = Path(name_or_path).expanduser()
         if not directory.is_dir():
             text = str(name_or_path)
-            if directory.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
-                raise FileNotFoundError(f"{name_or_path}: no such model directory")
+            if directory.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or directory.exists():
+                raise ModelError(f"{name_or_path}: no such model directory")
             from huggingface_hub import snapshot_download
 
-            directory = Path(snapshot_download(str(name_or_path)))
+            try:
+                directory = Path(snapshot_download(str(name_or_path)))
+            except (OSError, ValueError) as error:  # not found, offline, or not a valid repo id
+                raise ModelError(f"{name_or_path}: no such model directory, and the hub does not give it "
+                                 f"({first_line(error)})") from error
         config_path = directory / CONFIG_FILE
         if not config_path.is_file():
-            raise FileNotFoundError(f"{directory}: not an emosphere model directory (no {CONFIG_FILE})")
-        meta = json.loads(config_path.read_text())
-        config = from_dict(ModelConfig, meta["model"])
-        encoder_values = dict(meta["encoder_config"])
-        hf_config: PretrainedConfig = AutoConfig.for_model(encoder_values.pop("model_type"), **encoder_values)
+            raise ModelError(f"{directory}: not an emosphere model directory (no {CONFIG_FILE})")
+        meta = _read_json(config_path)
+        version = meta.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ModelError(f"{config_path}: no format_version; not an emosphere model config")
+        if version > FORMAT_VERSION:
+            raise ModelError(f"{config_path}: format_version {version} was written by a newer emosphere; this one "
+                             f"reads up to {FORMAT_VERSION} (pip install -U emosphere)")
+        missing = [key for key in ("model", "encoder_config", "region_head") if key not in meta]
+        if missing:
+            raise ModelError(f"{config_path}: missing {', '.join(missing)}; not an emosphere model config")
+        try:
+            config = from_dict(ModelConfig, meta["model"], prefix="model.")
+            encoder_values = dict(meta["encoder_config"])
+            hf_config: PretrainedConfig = AutoConfig.for_model(encoder_values.pop("model_type"), **encoder_values)
+        except (ConfigError, KeyError, ValueError, TypeError) as error:
+            raise ModelError(f"{config_path}: {first_line(error)}") from error
         encoder = Encoder(AutoModel.from_config(hf_config), config.encoder.freeze_feature_encoder)
-        model = cls(config, encoder, AudioStats.load(directory / STATS_FILE), meta["region_head"])
-        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        stats_path = directory / STATS_FILE
+        try:
+            stats = AudioStats(**_read_json(stats_path))
+        except TypeError as error:
+            raise ModelError(f"{stats_path}: {first_line(error)}") from error
+        model = cls(config, encoder, stats, bool(meta["region_head"]))
+        model.load_state_dict(_read_weights(directory / WEIGHTS_FILE, model.state_dict()))
         model.run_config = meta.get("run")
         return model.to(device).eval()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: missing from the model directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"{path}: not valid JSON ({first_line(error)})") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return value
+
+
+def _read_weights(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked against the names and shapes of ``expected``."""
+    if not path.is_file():
+        raise ModelError(f"{path}: missing from the model directory")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"{path}: not a readable safetensors file ({first_line(error)})") from error
+    wrong = [f"{k} missing" for k in expected if k not in state]
+    wrong += [f"{k} not in the model" for k in state if k not in expected]
+    wrong += [f"{k} has shape {tuple(v.shape)}, the config makes {tuple(expected[k].shape)}"
+              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        raise ModelError(f"{path}: the weights do not fit {CONFIG_FILE}: {'; '.join(wrong[:3])}"
+                         + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+    return state
