@@ -46,6 +46,21 @@ def _number(kind: type, low: float, strict: bool = False):
 POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = _number(int, 1), _number(int, 0), _number(float, 0, True), _number(float, 0)
 
 
+def DEVICE(text: str) -> str:
+    """An argparse type: a torch device string that names a device this machine has."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise argparse.ArgumentTypeError(f"{text!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available")
+    return text
+
+
 def _add_corpus_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--corpus", required=required, type=Path,
                         help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)")
@@ -59,14 +74,15 @@ def _add_precision_option(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .io import write_table
+    from .io import check_table_path, write_table
     from .labels import Corpus, counts, prepare_labels
     from .sphere import RegionSet
 
     regions = RegionSet(args.regions, args.origin_radius)
+    output = args.output or Path(args.corpus) / "Labels" / f"processed_labels_{args.regions}.csv"
+    check_table_path(output)
     table = prepare_labels(Corpus.at(args.corpus, args.labels, args.audio_dir), regions,
                            keep_other=args.keep_other, progress=not args.quiet)
-    output = args.output or Path(args.corpus) / "Labels" / f"processed_labels_{args.regions}.csv"
     write_table(table, output)
     print(f"wrote {len(table)} rows to {output}")
     print(f"utterances per region ({regions.name}, {regions.num_classes} classes) and split:")
@@ -77,10 +93,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .check import check_corpus, log_problems, preflight
     from .config import ConfigError, load_config
-    from .io import write_table
+    from .io import check_table_path, write_table
     from .labels import Corpus
     from .sphere import RegionSet
 
+    if args.problems:
+        check_table_path(args.problems)
     if args.corpus is not None and args.overrides:
         raise ConfigError(f"KEY=VALUE overrides ({' '.join(args.overrides)}) go with --config, not --corpus")
     if args.config is not None:
@@ -285,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="utterances per batch (default 16)")
     p.add_argument("--num-workers", type=COUNT, default=0,
                    help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_precision_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
@@ -309,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=POSITIVE,
                    help="window length in seconds; longer audio is cut into windows (default 12, the training crop)")
     p.add_argument("--hop", type=POSITIVE, help="seconds between window starts (default 6; at most the window)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_precision_option(p)
     p.add_argument("--num-workers", type=COUNT, default=0,
                    help="threads that decode audio ahead of the model (default 0: decode in the main thread)")

@@ -421,6 +421,10 @@ class EspeakMissing(UserError, RuntimeError):
     """espeak-ng, which synthesises the demo corpus, is not installed."""
 
 
+class DemoSizeError(UserError, ValueError):
+    """Corpus sizes that make no corpus."""
+
+
 def _check_espeak() -> None:
     if shutil.which(_ESPEAK) is None:
         raise EspeakMissing(
@@ -484,9 +488,9 @@ def _synthesise(job: _Job, audio_dir: Path) -> None:
 def _check_sizes(n_train: int, n_dev: int, n_test: int) -> None:
     for name, n in (("n_train", n_train), ("n_dev", n_dev), ("n_test", n_test)):
         if isinstance(n, bool) or int(n) != n or n < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
+            raise DemoSizeError(f"{name} must be a non-negative integer, got {n!r}")
     if n_train + n_dev + n_test == 0:
-        raise ValueError("the corpus must contain at least one utterance")
+        raise DemoSizeError("the corpus must contain at least one utterance")
 
 
 def demo_labels(

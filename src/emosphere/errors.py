@@ -15,7 +15,9 @@ class UserError(Exception):
     """A mistake in the user's input; the message says what and where, on one line."""
 
 
-def first_line(error: BaseException) -> str:
-    """The first non-empty line of a third-party error's message (they are often long)."""
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of a third-party error's message, cut to ``limit`` characters
+    (they can be long: transformers lists every model type it knows)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

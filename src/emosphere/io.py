@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import UserError
+
 TABLE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
 
 
@@ -70,11 +72,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a table atomically, as CSV, JSON lines (.jsonl) or parquet (.parquet) by extension."""
+class TableFormatError(UserError, ValueError):
+    """An output table whose extension names no format we write."""
+
+
+def check_table_path(path: str | os.PathLike) -> str:
+    """The table format of ``path`` by its extension; raise :class:`TableFormatError` for an unknown one."""
     suffix = Path(path).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"{path}: unknown table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
+        raise TableFormatError(f"{path}: unknown table format {suffix!r}; use one of {', '.join(TABLE_SUFFIXES)}")
+    return suffix
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table atomically, as CSV, JSON lines (.jsonl) or parquet (.parquet) by extension."""
+    suffix = check_table_path(path)
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
             table.to_parquet(tmp, index=False)
