@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
+from conftest import write_corpus
 from emosphere.cli import build_parser, main
 
 
@@ -27,9 +30,105 @@ def test_bad_override_is_reported_not_raised(capsys):
     assert "trainer.max_epoch" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["prepare", "train", "evaluate", "demo-corpus"])
+@pytest.mark.parametrize("command", ["prepare", "check", "train", "evaluate", "demo-corpus"])
 def test_every_option_is_explained(command):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
     for action in sub._actions:
         assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+
+
+TINY = str(Path(__file__).parents[1] / "recipes" / "demo" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def broken_corpus(tmp_path_factory):
+    root = write_corpus(tmp_path_factory.mktemp("broken"), {"Train": 8, "Development": 4})
+    labels = pd.read_csv(root / "Labels" / "labels_consensus.csv")
+    labels.loc[1, "EmoAct"] = 7.5
+    labels.to_csv(root / "Labels" / "labels_consensus.csv", index=False)
+    (root / "Audios" / labels.loc[2, "FileName"]).unlink()
+    return root
+
+
+# Each is a mistake a new user makes; {run} is an output folder that must not be created,
+# {corpus} a good corpus, {broken} one with a bad label and a missing file.
+MISTAKES = [
+    (["train", "model.regions=sphere20"], "model.regions: 'sphere20' is not one of octant"),
+    (["train", "objective.aux_schedule=cosine"], "objective.aux_schedule: 'cosine' is not one of linear"),
+    (["train", "trainer.precision=16"], "trainer.precision: '16' is not one of auto, 32-true, 16-mixed"),
+    (["train", "data.batch_size=-4"], "data.batch_size: must be >= 1, got -4"),
+    (["train", "trainer.max_epochs=0"], "trainer.max_epochs: must be >= 1"),
+    (["train", "optim.lr=0"], "optim.lr: must be > 0"),
+    (["train", "data.corpus=["], "data.corpus=[': the value is not valid YAML"),
+    (["train", "--config", "nothing.yaml"], "nothing.yaml: config file not found"),
+    (["train", "--config", TINY, "output_dir={run}", "data.corpus={run}/missing"], "data.corpus: "),
+    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "trainer.strategy=dpp"],
+     "trainer.strategy: 'dpp' is not one of auto, ddp"),
+    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "data.dev_split=Dev"],
+     "1 problem(s) block training"),
+    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "model.encoder.config.model_type=wavml"],
+     "model.encoder.config: cannot get the encoder config"),
+    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "trainer.devices=0,1"],
+     "trainer: Lightning rejects these settings"),
+    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "--resume"], "--resume: no checkpoint"),
+    (["train", "--config", TINY, "output_dir={run}", "data.corpus={broken}"], "2 problem(s) block training"),
+    (["check", "--corpus", "{broken}", "--quiet"], "2 problem(s) block training"),
+    (["check", "--corpus", "{run}", "--quiet"], "audio folder not found"),
+    (["check", "--corpus", "{corpus}", "--problems", "{run}/p.xlsx"], "unknown table format '.xlsx'"),
+    (["prepare", "--corpus", "{run}"], "label file not found"),
+    (["prepare", "--corpus", "{corpus}", "--origin-radius", "-1"], "--origin-radius: must be >= 0"),
+    (["prepare", "--corpus", "{corpus}", "--regions", "octnat"], "invalid choice: 'octnat'"),
+    (["evaluate", "--model", "{run}/model"], "no such model directory"),
+    (["evaluate", "--model", "{run}/model", "--batch-size", "0"], "--batch-size: must be >= 1"),
+    (["evaluate", "--model", "{run}/model", "--device", "cdua"], "'cdua' is not a torch device"),
+    (["predict", "--model", "{run}/model", "--output", "{run}/p.csv", "a.wav"], "no such model directory"),
+    (["predict", "--model", "m", "--output", "p.csv", "--window", "-1", "a.wav"], "--window: must be > 0"),
+    (["export", "--model", "{run}/model", "--output", "{run}/m.onnx"], "no such model directory"),
+    (["export", "--model", "m", "--output", "m.onnx", "--opset", "0"], "--opset: must be >= 1"),
+    (["demo-corpus", "{run}", "--n-train", "-5"], "--n-train: must be >= 0"),
+    (["trian"], "invalid choice: 'trian'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", MISTAKES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_user_mistakes_are_one_line_exit_2_and_write_nothing(argv, message, corpus, broken_corpus, tmp_path,
+                                                             capsys):
+    run = tmp_path / "run"
+    argv = [a.format(run=run, corpus=corpus, broken=broken_corpus) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exited:  # argparse's usage errors
+        code = exited.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert message in last
+    assert not run.exists()
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, corpus):
+    import emosphere.cli as cli
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_check", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["check", "--corpus", str(corpus)])
+
+
+def test_check_prints_a_summary_and_writes_every_problem(broken_corpus, tmp_path, capsys):
+    assert main(["check", "--corpus", str(broken_corpus), "--quiet", "--problems", str(tmp_path / "p.csv")]) == 2
+    out = capsys.readouterr().out
+    assert "utterances per region (octant)" in out and "hours" in out
+    problems = pd.read_csv(tmp_path / "p.csv")
+    assert set(problems["problem"]) >= {"EmoAct must be a number in [1, 7]", "listed audio file not found"}
+
+
+def test_check_with_a_config_runs_the_training_preflight(corpus, tmp_path, capsys):
+    assert main(["check", "--config", TINY, f"data.corpus={corpus}", f"output_dir={tmp_path / 'run'}",
+                 "--quiet"]) == 0
+    assert "Development" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()

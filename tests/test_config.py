@@ -3,15 +3,29 @@ from pathlib import Path
 
 import pytest
 
+from emosphere.check import check_strategy, encoder_min_samples
 from emosphere.config import ConfigError, RunConfig, load_config
 
 RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
-def test_recipes_load(recipe):
+def test_recipes_pass_the_checks_a_run_makes_before_any_work(recipe):
+    """Every value of every recipe: types, choices, ranges, rules between keys, the Lightning
+    strategy and (for encoders built from a config; pretrained ones need the hub) the encoder."""
     config = load_config(recipe)
     assert isinstance(config, RunConfig)
+    check_strategy(config.trainer.strategy)
+    if not config.model.encoder.pretrained:
+        assert encoder_min_samples(config.model.encoder) > 0
+
+
+def test_a_recipe_with_a_typo_fails(tmp_path):
+    recipe = RECIPES[0].read_text().replace("regions: octant", "regions: octnat")
+    assert "octnat" in recipe
+    (tmp_path / "typo.yaml").write_text(recipe)
+    with pytest.raises(ConfigError, match="model.regions: 'octnat'"):
+        load_config(tmp_path / "typo.yaml")
 
 
 def test_paper_recipe_settings():
@@ -60,3 +74,46 @@ def test_choices_match_what_the_package_implements():
         RegionSet(name)  # each declared region set exists
     with pytest.raises(ValueError):
         RegionSet("sphere20")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=-4", "data.batch_size: must be >= 1, got -4"),
+    ("data.num_workers=-1", "data.num_workers: must be >= 0"),
+    ("data.max_seconds=0", "data.max_seconds: must be > 0"),
+    ("trainer.max_epochs=0", "trainer.max_epochs: must be >= 1"),
+    ("optim.lr=-1e-5", "optim.lr: must be > 0"),
+    ("optim.lr=.nan", "optim.lr: must be > 0, got nan"),
+    ("model.head_dropout=1.0", r"model.head_dropout: must be in \[0, 1\)"),
+    ("model.origin_radius=-0.1", "model.origin_radius: must be >= 0"),
+    ("objective.aux_decay_epochs=0", "objective.aux_decay_epochs: must be >= 1"),
+    ("trainer.seed=-1", r"trainer.seed: must be in \[0, 4294967295\]"),
+    ("trainer.precision=32", "trainer.precision: '32' is not one of auto, 32-true"),
+    ("trainer.accelerator=gpus", "trainer.accelerator: 'gpus' is not one of auto, cpu, gpu"),
+    ("trainer.devices=two", "trainer.devices: 'two' is not auto"),
+    ("data.dev_split=Train", "data.dev_split: 'Train' is also data.train_split"),
+    ("model.encoder.pretrained=false", "model.encoder.config: with model.encoder.pretrained false"),
+    ("data.corpus=[", "not valid YAML"),
+])
+def test_bad_values_name_the_key_and_what_it_allows(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_good_edge_values_pass():
+    config = load_config(None, ["data.num_workers=0", "model.head_dropout=0", "trainer.devices=0,1",
+                                "trainer.devices=-1", "trainer.precision=bf16-mixed", "optim.gradient_clip_val=0"])
+    assert config.trainer.devices == "-1" and config.trainer.precision == "bf16-mixed"
+
+
+def test_precision_choices_are_lightning_precisions():
+    from lightning.fabric.connector import _PRECISION_INPUT_STR
+
+    from emosphere.config import Precision
+
+    assert set(typing.get_args(Precision)) - {"auto"} <= set(typing.get_args(_PRECISION_INPUT_STR))
+
+
+def test_a_broken_recipe_file_names_the_file(tmp_path):
+    (tmp_path / "r.yaml").write_text("data:\n  corpus: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"r.yaml: not valid YAML .* line 3"):
+        load_config(tmp_path / "r.yaml")
