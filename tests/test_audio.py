@@ -60,3 +60,65 @@ def test_stats_match_numpy_and_survive_json(tmp_path):
     stats.save(tmp_path / "stats.json")
     assert audio.AudioStats.load(tmp_path / "stats.json") == stats
     assert "mean" in (tmp_path / "stats.json").read_text()  # JSON, not pickle
+
+
+# --- the loader fed random and damaged bytes (hypothesis) ----------------------------------------
+
+import io  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXTENSIONS = st.sampled_from([".wav", ".flac", ".ogg", ".mp3", ".aiff", ".raw", ""])
+
+
+def encoded(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(22050, seconds=0.3), 22050, format=fmt)
+    return buffer.getvalue()
+
+
+VALID = {fmt: encoded(fmt) for fmt in ("WAV", "FLAC", "OGG", "AIFF")}
+
+
+def assert_loads_or_names_the_file(path):
+    try:
+        samples = audio.load(path, max_seconds=1.0)
+    except audio.AudioError as error:
+        assert path.name in str(error)
+        return
+    assert samples.dtype == np.float32 and samples.ndim == 1 and len(samples) > 0
+    assert np.isfinite(samples).all()
+
+
+@FUZZ
+@given(st.binary(max_size=4096), EXTENSIONS)
+def test_random_bytes_raise_audio_error_naming_the_file(tmp_path, content, extension):
+    path = tmp_path / f"random{extension}"
+    path.write_bytes(content)
+    assert_loads_or_names_the_file(path)
+
+
+@FUZZ
+@given(st.sampled_from(sorted(VALID)), st.data())
+def test_damaged_audio_files_load_or_raise_audio_error(tmp_path, fmt, data):
+    content = bytearray(VALID[fmt])
+    cut = data.draw(st.integers(0, len(content)), label="truncate at")
+    content = content[:cut]
+    for _ in range(data.draw(st.integers(0, 8), label="flipped bytes")):
+        if content:
+            position = data.draw(st.integers(0, len(content) - 1))
+            content[position] = data.draw(st.integers(0, 255))
+    path = tmp_path / f"damaged.{fmt.lower()}"
+    path.write_bytes(bytes(content))
+    assert_loads_or_names_the_file(path)
+
+
+def test_what_the_fuzzing_found(tmp_path):
+    (tmp_path / "headerless.raw").write_bytes(b"\x00\x01" * 800)  # soundfile raised TypeError
+    with pytest.raises(audio.AudioError, match="headerless.raw"):
+        audio.load(tmp_path / "headerless.raw")
+    sf.write(tmp_path / "damaged.wav", np.zeros(50, np.float32), 100)  # would resample 160-fold
+    with pytest.raises(audio.AudioError, match="damaged.wav: implausible sample rate 100 Hz"):
+        audio.load(tmp_path / "damaged.wav")

@@ -87,3 +87,86 @@ def test_class_weights():
 def test_unknown_region_set():
     with pytest.raises(ValueError, match="sphere30"):
         RegionSet("sphere20")
+
+
+# --- properties (hypothesis) ----------------------------------------------------------------------
+
+import re  # noqa: E402
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+from emosphere.sphere import GRID_DELTAS  # noqa: E402
+
+PROPERTIES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ON_SCALE = st.floats(1.0, 7.0, allow_nan=False)
+CENTRED = st.floats(-1.0, 1.0, allow_nan=False)
+REGION_SETS = [RegionSet("octant")] + [RegionSet(f"sphere{d}", r) for d in GRID_DELTAS for r in (0.0, 0.3)]
+# The octants in class order, as the module docstring gives them: signs of (A, V, D), '+' for >= 0.
+OCTANT_SIGNS = {"I": "+++", "II": "-++", "III": "--+", "IV": "+-+", "V": "++-", "VI": "-+-", "VII": "---",
+                "VIII": "+--"}
+
+
+@PROPERTIES
+@given(arrays(np.float64, st.integers(1, 20), elements=ON_SCALE))
+def test_scales_round_trip_on_the_1_to_7_scale(x):
+    unit = to_unit(x)
+    assert ((unit >= 0) & (unit <= 1)).all()
+    np.testing.assert_allclose(from_unit(unit), x, atol=1e-12)
+    c = centre(x)
+    assert ((c >= -1) & (c <= 1)).all()
+    np.testing.assert_allclose(c, 2 * unit - 1, atol=1e-15)
+
+
+@PROPERTIES
+@given(arrays(np.float64, st.integers(1, 20), elements=st.floats(-1e6, 1e6)))
+def test_predictions_off_the_scale_are_clipped(u):
+    x = from_unit(u)
+    assert ((x >= 1) & (x <= 7)).all()
+    inside = (u >= 0) & (u <= 1)
+    np.testing.assert_allclose(x[inside], u[inside] * 6 + 1)
+
+
+@PROPERTIES
+@given(arrays(np.float64, st.tuples(st.integers(1, 20), st.just(3)), elements=CENTRED))
+def test_spherical_round_trip_and_ranges(c):
+    s = to_spherical(c)
+    r, theta, phi = s.T
+    assert (r >= 0).all() and ((theta >= 0) & (theta <= np.pi)).all() and ((phi > -np.pi) & (phi <= np.pi)).all()
+    np.testing.assert_allclose(r, np.linalg.norm(c, axis=1), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(from_spherical(s), c, atol=1e-12)
+
+
+@PROPERTIES
+@given(st.sampled_from(REGION_SETS), arrays(np.float64, st.tuples(st.integers(1, 30), st.just(3)), elements=ON_SCALE))
+def test_region_assignment_invariants(regions, avd):
+    labels = regions.assign(avd)
+    assert labels.shape == (len(avd),) and labels.dtype.kind == "i"
+    assert ((labels >= 0) & (labels < regions.num_classes)).all()
+    assert [int(regions.assign(point)) for point in avd] == labels.tolist()  # one at a time = batched
+    names = np.asarray(regions.class_names)[labels]
+    c = centre(avd)
+    if regions.delta is None:
+        signs = ["".join("+" if v >= 0 else "-" for v in point) for point in c]
+        assert [OCTANT_SIGNS[name] for name in names] == signs
+        return
+    r, theta, phi = np.moveaxis(to_spherical(c), -1, 0)
+    np.testing.assert_array_equal(names == "origin", r <= regions.origin_radius + 1e-12)
+    slack = 1e-6  # degrees: points on a boundary may go either way within rounding
+    for name, t, p in zip(names, np.degrees(theta), np.degrees(np.mod(phi, 2 * np.pi))):
+        if name == "origin":
+            continue
+        t0, t1, p0, p1 = map(int, re.fullmatch(r"theta(\d+)-(\d+)_phi(\d+)-(\d+)", name).groups())
+        assert t0 - slack <= t <= t1 + slack and p0 - slack <= p <= p1 + slack, (name, t, p)
+
+
+@PROPERTIES
+@given(st.sampled_from(REGION_SETS), st.tuples(CENTRED, CENTRED, CENTRED), st.floats(0.05, 1.0))
+def test_a_region_depends_only_on_the_direction(regions, point, k):
+    c = np.array(point)
+    assume(np.abs(c).min() > 1e-3 and np.linalg.norm(k * c) > regions.origin_radius + 1e-3)
+    bins = to_spherical(c)[1:] / np.deg2rad(regions.delta or 90)
+    assume(np.all(np.abs(bins - np.round(bins)) > 1e-6))  # off the grid's boundaries, where rounding decides
+    to_scale = lambda centred: (centred + 1) / 2 * 6 + 1  # noqa: E731
+    assert regions.assign(to_scale(c)) == regions.assign(to_scale(k * c))

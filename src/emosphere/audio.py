@@ -21,7 +21,12 @@ from .errors import UserError
 from .io import write_text_atomic
 
 SAMPLE_RATE = 16_000
+MIN_RATE, MAX_RATE = 1_000, 768_000
 AUDIO_EXTENSIONS = frozenset(f".{fmt.lower()}" for fmt in sf.available_formats()) | {".oga", ".opus", ".aif"}
+
+
+DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError)
+"""What soundfile raises for a file it cannot open or decode (TypeError: a headerless .raw file)."""
 
 
 class AudioError(UserError, ValueError):
@@ -44,19 +49,28 @@ def load(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarra
     """Decode a file to 16 kHz mono float32, keeping at most its first ``max_seconds``."""
     try:
         with sf.SoundFile(str(path)) as f:
-            frames = -1 if max_seconds is None else int(math.ceil(max_seconds * f.samplerate))
-            samples = f.read(frames=frames, dtype="float32", always_2d=True)
             rate = f.samplerate
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+            if not plausible_rate(rate):  # a damaged header; resampling it could exhaust memory
+                raise AudioError(f"{path}: implausible sample rate {rate} Hz")
+            frames = -1 if max_seconds is None else int(math.ceil(max_seconds * rate))
+            samples = f.read(frames=frames, dtype="float32", always_2d=True)
+    except DECODE_ERRORS as error:
+        if isinstance(error, AudioError):
+            raise
         raise AudioError(f"{path}: cannot read audio ({error})") from error
-    if samples.shape[0] == 0:
-        raise AudioError(f"{path}: no audio samples")
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
     samples = to_mono_16k(samples, rate)
     if max_seconds is not None:
         samples = samples[: int(round(max_seconds * SAMPLE_RATE))]
+    if len(samples) == 0:
+        raise AudioError(f"{path}: no audio samples")
     return samples
+
+
+def plausible_rate(rate: int) -> bool:
+    """Whether a header's sample rate is one that real audio has (1 kHz to 768 kHz)."""
+    return MIN_RATE <= rate <= MAX_RATE
 
 
 def check_length(samples: np.ndarray, min_samples: int) -> np.ndarray:

@@ -27,6 +27,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
+from .audio import DECODE_ERRORS, plausible_rate
 from .errors import UserError
 from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical, to_unit
 
@@ -173,13 +174,15 @@ def _header(path: str, decode: bool) -> tuple:
     try:
         with sf.SoundFile(path) as f:
             rate, channels, frames = f.samplerate, f.channels, f.frames
+            if not plausible_rate(rate):
+                return rate, channels, frames, np.nan, f"implausible sample rate {rate} Hz"
             if decode:
                 frames = 0
                 for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
                     if not np.isfinite(block).all():
                         return rate, channels, frames, frames / rate, "audio contains NaN or infinite samples"
                     frames += len(block)
-    except (sf.LibsndfileError, OSError, RuntimeError) as error:
+    except DECODE_ERRORS as error:
         message = "file not found" if not os.path.exists(path) else f"cannot read audio ({error})"
         return 0, 0, 0, np.nan, message
     return rate, channels, frames, frames / rate if rate else np.nan, None
