@@ -48,6 +48,8 @@ POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = _number(int, 1), _number(int, 0), 
 
 def DEVICE(text: str) -> str:
     """An argparse type: a torch device string that names a device this machine has."""
+    if text == "cpu":
+        return text  # without importing torch: the onnx backend runs without it
     import torch
 
     try:
