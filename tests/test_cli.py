@@ -85,7 +85,10 @@ MISTAKES = [
     (["predict", "--model", "{run}/model", "--output", "{run}/p.csv", "a.wav"], "no such model directory"),
     (["predict", "--model", "m", "--output", "p.csv", "--window", "-1", "a.wav"], "--window: must be > 0"),
     (["export", "--model", "{run}/model", "--output", "{run}/m.onnx"], "no such model directory"),
+    (["predict", "--backend", "onnx", "--model", "{corpus}/Labels/labels_consensus.csv", "--output", "{run}/p.csv",
+      "a.wav"], "labels_consensus.csv: not a readable ONNX model"),
     (["export", "--model", "m", "--output", "m.onnx", "--opset", "0"], "--opset: must be >= 1"),
+    (["export", "--model", "m", "--output", "m.onnx", "--opset", "99"], "--opset 99: the installed onnx knows"),
     (["demo-corpus", "{run}", "--n-train", "-5"], "--n-train: must be >= 0"),
     (["trian"], "invalid choice: 'trian'"),
 ]

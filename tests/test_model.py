@@ -10,7 +10,8 @@ import torch
 
 from conftest import TINY_WAVLM, tiny_model_config
 from emosphere.audio import AudioStats
-from emosphere.model import EmoSphereSER, Encoder, ModelError
+from emosphere.errors import ModelError
+from emosphere.model import EmoSphereSER, Encoder
 from emosphere.pooling import POOLINGS
 
 LENGTHS = [16000, 9000, 4000, 400]

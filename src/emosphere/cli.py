@@ -194,6 +194,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .errors import UserError
     from .model import EmoSphereSER
 
     try:
@@ -201,6 +202,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as error:
         log.error("ONNX export needs onnx and onnxscript (pip install 'emosphere[onnx]'): %s", error)
         return 2
+    import onnx
+
+    if args.opset is not None and args.opset > onnx.defs.onnx_opset_version():
+        raise UserError(f"--opset {args.opset}: the installed onnx knows opsets up to {onnx.defs.onnx_opset_version()}")
     model = EmoSphereSER.from_pretrained(args.model)
     path = export_onnx(model, args.output, opset=args.opset)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; inputs waveform, lengths; outputs avd"

@@ -15,6 +15,10 @@ class UserError(Exception):
     """A mistake in the user's input; the message says what and where, on one line."""
 
 
+class ModelError(UserError, ValueError):
+    """A model directory or file that cannot be loaded or written; the message names the file."""
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
     """The first non-empty line of a third-party error's message, cut to ``limit`` characters
     (they can be long: transformers lists every model type it knows)."""

@@ -31,7 +31,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 
 from .audio import AudioStats
 from .config import ConfigError, ModelConfig, from_dict
-from .errors import UserError, first_line
+from .errors import ModelError, first_line
 from .io import atomic_directory
 from .pooling import build_pooling
 from .sphere import DIMENSIONS, RegionSet
@@ -48,10 +48,6 @@ WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "audio_stats.json"
 FORMAT_VERSION = 1
 MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, STATS_FILE})
-
-
-class ModelError(UserError):
-    """A model directory that cannot be loaded or written; the message names the file."""
 
 
 def min_input_samples(config: PretrainedConfig) -> int:

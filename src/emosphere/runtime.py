@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ModelError, first_line
+
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "emosphere"
@@ -45,9 +47,10 @@ class OnnxModel:
         ``threads``: intra-op threads (default: onnxruntime's, one per physical core);
         ``spinning=False`` makes idle threads sleep instead of spin, better on a CPU shared with other work."""
         import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
 
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such ONNX file")
+            raise ModelError(f"{path}: no such ONNX file")
         available = ort.get_available_providers()
         wanted = providers or ["CPUExecutionProvider"]
         missing = [p for p in wanted if p not in available]
@@ -60,7 +63,14 @@ class OnnxModel:
             options.intra_op_num_threads = threads
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return cls(ort.InferenceSession(str(path), options, providers=usable))
+        try:
+            session = ort.InferenceSession(str(path), options, providers=usable)
+        except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as error:
+            raise ModelError(f"{path}: not a readable ONNX model ({first_line(error)})") from error
+        try:
+            return cls(session)
+        except ValueError as error:
+            raise ModelError(f"{path}: {error}") from None
 
     def __call__(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """``waveform`` (batch, samples) raw 16 kHz float32, zero-padded; ``lengths`` (batch,) valid samples.
