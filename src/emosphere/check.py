@@ -32,8 +32,8 @@ import pandas as pd
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE
 from .config import ConfigError, EncoderConfig, RunConfig
 from .errors import UserError, first_line
-from .labels import (LABEL_COLUMNS, PROBLEM_COLUMNS, Corpus, annotate, counts, problems_table, read_headers,
-                     scan_consensus, summarise_problems, usable_rows, with_audio)
+from .labels import (FILE_NOT_FOUND, HEADER_COLUMNS, LABEL_COLUMNS, Corpus, annotate, counts, problems_table,
+                     read_headers, scan_consensus, summarise_problems, usable_rows, with_audio)
 from .sphere import SCALE_MAX, SCALE_MIN, RegionSet
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ class CorpusReport:
     def prepared(self) -> pd.DataFrame:
         """The rows whose audio can be read, as :func:`emosphere.labels.prepare_labels` makes them."""
         rows = self.table[self.table["error"].isna() & _labelled(self.table)]
-        return annotate(rows.drop(columns=["sample_rate", "channels", "frames", "error"]).reset_index(drop=True),
-                        self.regions)
+        extra = [column for column in HEADER_COLUMNS if column != "duration"]
+        return annotate(rows.drop(columns=extra).reset_index(drop=True), self.regions)
 
     def raise_for_errors(self) -> None:
         """Raise :class:`CorpusError` if any problem blocks training."""
@@ -159,7 +159,7 @@ def check_corpus(corpus: Corpus, regions: RegionSet, *, splits: Sequence[str] | 
     rows = with_audio(rows, corpus.audio_dir, headers)
     rows[headers.columns.drop("duration")] = headers.drop(columns="duration")
     lines = rows.index + 2
-    missing = (headers["error"] == "file not found").to_numpy()
+    missing = (headers["error"] == FILE_NOT_FOUND).to_numpy()
     unreadable = (headers["error"].notna() & ~missing).to_numpy()
     short = headers["error"].isna().to_numpy() & (rows["duration"].to_numpy() * SAMPLE_RATE < min_samples)
     rows.loc[short, "error"] = "too short"

@@ -46,6 +46,8 @@ PROBLEM_COLUMNS = ("severity", "problem", "file", "line", "detail")
 text for every row it concerns), ``file`` and ``line`` (1-based line of the label file; empty for files
 on disk), ``detail`` (the value at fault)."""
 HEADER_COLUMNS = ("sample_rate", "channels", "frames", "duration", "error")
+FILE_NOT_FOUND = "file not found"
+"""The ``error`` of :func:`read_headers` for a file that does not exist."""
 
 
 class LabelError(UserError, ValueError):
@@ -183,7 +185,7 @@ def _header(path: str, decode: bool) -> tuple:
                         return rate, channels, frames, frames / rate, "audio contains NaN or infinite samples"
                     frames += len(block)
     except DECODE_ERRORS as error:
-        message = "file not found" if not os.path.exists(path) else f"cannot read audio ({error})"
+        message = FILE_NOT_FOUND if not os.path.exists(path) else f"cannot read audio ({error})"
         return 0, 0, 0, np.nan, message
     return rate, channels, frames, frames / rate if rate else np.nan, None
 
