@@ -81,8 +81,9 @@ def to_spherical(c: np.ndarray) -> np.ndarray:
     c = np.asarray(c, dtype=np.float64)
     a, v, d = c[..., 0], c[..., 1], c[..., 2]
     r = np.sqrt(a * a + v * v + d * d)
-    safe_r = np.where(r > 0, r, 1.0)
-    theta = np.where(r > 0, np.arccos(np.clip(v / safe_r, -1.0, 1.0)), 0.0)
+    # arccos(v / r), computed as atan2 so that it stays exact near the poles (arccos loses
+    # half the digits there: the round trip of (1e-5, 0.875, 1e-5) was off by 2e-12).
+    theta = np.where(r > 0, np.arctan2(np.hypot(a, d), v), 0.0)
     phi = np.where(r > 0, np.arctan2(d, a), 0.0)
     phi = np.where(phi == -np.pi, np.pi, phi)  # keep phi in (-pi, pi]
     return np.stack([r, theta, phi], axis=-1)
