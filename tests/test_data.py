@@ -38,6 +38,28 @@ def test_ddp_shards_are_disjoint_and_equal_in_training():
     assert sorted(i for s in inference for b in s for i in b) == list(range(100))  # no duplicates at inference
 
 
+def test_resume_continues_the_interrupted_epoch_and_then_the_next_ones():
+    lengths = np.arange(100, dtype=float)
+    uninterrupted = data.BucketBatchSampler(lengths, 8, shuffle=True, seed=5, num_replicas=2, rank=1)
+    uninterrupted.set_epoch(3)
+    epoch3 = list(uninterrupted)
+    uninterrupted.set_epoch(4)
+    epoch4 = list(uninterrupted)
+    resumed = data.BucketBatchSampler(lengths, 8, shuffle=True, seed=5, num_replicas=2, rank=1)
+    resumed.resume(3, batches=2)
+    assert list(resumed) == epoch3[2:]
+    assert len(resumed) == len(epoch3)  # Lightning counts the skipped batches as done
+    resumed.set_epoch(4)
+    assert list(resumed) == epoch4
+
+
+def test_one_step_of_two_processes_trains_on_two_consecutive_micro_batches_of_one():
+    lengths = np.arange(64, dtype=float)
+    one = list(data.BucketBatchSampler(lengths, 4, shuffle=True, seed=1))
+    ranks = [list(data.BucketBatchSampler(lengths, 4, shuffle=True, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert [pair for step in zip(*ranks) for pair in step] == one
+
+
 def test_collate_pads_with_zeros_and_keeps_lengths():
     items = [{"waveform": np.ones(5, np.float32), "index": 0, "avd": np.zeros(3, np.float32), "region": 2},
              {"waveform": np.ones(3, np.float32), "index": 1, "avd": np.ones(3, np.float32), "region": 0}]

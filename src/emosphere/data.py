@@ -96,9 +96,16 @@ class BucketBatchSampler(Sampler[list[int]]):
     ``shuffle`` (training): each epoch, a seeded permutation is cut into pools
     of ``pool_batches`` batches; each pool is sorted by length and cut into
     batches, and the batch order is shuffled. Otherwise (inference) all items
-    are sorted by length, longest first. With several processes each takes
-    every ``num_replicas``-th batch; in training the batch list is padded by
-    repeating batches so that every process runs the same number of steps.
+    are sorted by length, longest first. With several processes, process
+    ``rank`` takes batches ``rank``, ``rank + num_replicas``, ...: one step of
+    ``num_replicas`` processes trains on the same batches as ``num_replicas``
+    accumulated micro-batches of one process. In training the batch list is
+    padded by repeating its first batches so that every process runs the same
+    number of steps.
+
+    :meth:`resume` continues an epoch where a checkpoint left it: the order
+    depends only on ``seed`` and the epoch, so skipping the batches already
+    trained on gives the rest of the interrupted epoch.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, bucket: bool = True,
@@ -112,9 +119,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.pool = batch_size * pool_batches
         self.epoch = 0
+        self.resume_epoch, self.resume_batches = -1, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches: int) -> None:
+        """Start at ``epoch``; iterating over it skips this process's first ``batches`` batches.
+
+        The length stays the whole epoch's: Lightning counts the skipped batches as done.
+        """
+        self.epoch, self.resume_epoch, self.resume_batches = epoch, epoch, batches
 
     def _batches(self) -> list[list[int]]:
         n = len(self.lengths)
@@ -136,7 +151,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self):
-        return iter(self._batches()[self.rank :: self.num_replicas])
+        start = self.resume_batches if self.epoch == self.resume_epoch else 0
+        return iter(self._batches()[self.rank :: self.num_replicas][start:])
 
     def __len__(self) -> int:
         return len(self._batches()[self.rank :: self.num_replicas])
@@ -174,14 +190,19 @@ class InferenceWindows(IterableDataset):
 def loader(table: pd.DataFrame, *, batch_size: int, shuffle: bool, max_seconds: float | None = None,
            bucket: bool = True, num_workers: int = 0, seed: int = 0, num_replicas: int = 1, rank: int = 0,
            min_samples: int = 0) -> DataLoader:
-    """A DataLoader over a prepared table, batching by length with :class:`BucketBatchSampler`."""
+    """A DataLoader over a prepared table, batching by length with :class:`BucketBatchSampler`.
+
+    Worker seeds come from the loader's own generator: starting an epoch leaves the global random
+    stream (dropout, masking) where it was, so a resumed run finds it where the checkpoint left it.
+    """
     durations = table["duration"].to_numpy(np.float64)
     if max_seconds is not None:
         durations = np.minimum(durations, max_seconds)
     sampler = BucketBatchSampler(durations, batch_size, shuffle=shuffle, bucket=bucket, seed=seed,
                                  num_replicas=num_replicas, rank=rank)
     return DataLoader(UtteranceDataset(table, max_seconds, min_samples), batch_sampler=sampler,
-                      collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0)
+                      collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 def measure_stats(table: pd.DataFrame, *, max_files: int = 0, seed: int = 0, num_workers: int = 0,
