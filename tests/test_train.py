@@ -1,14 +1,27 @@
 """A short training run on a generated MSP-Podcast-layout corpus, through the CLI."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
-from conftest import TINY_WAVLM
+import emosphere
+from conftest import TINY_WAVLM, write_corpus
 from emosphere.cli import main
+from emosphere.config import ConfigError, RunConfig
+from emosphere.labels import Corpus, prepare_labels
 from emosphere.model import EmoSphereSER
+from emosphere.sphere import RegionSet
+from emosphere.train import AtomicCheckpointIO, EmoSphereData, EmoSphereTask
 
 
 def train_args(corpus, output, *extra):
@@ -82,3 +95,145 @@ def test_no_auxiliary_task_trains_without_a_region_head(corpus, tmp_path):
     assert EmoSphereSER.from_pretrained(tmp_path / "model").region_head is None
     metrics = json.loads((tmp_path / "eval_Development" / "metrics.json").read_text())
     assert metrics["region"]["source"] == "regression"
+
+
+# Multi-process training and exact resume: runs of the CLI in their own processes. A loading worker
+# leaves the trainer one thread: two OpenMP threads on two busy cores are several times slower.
+
+DETERMINISTIC = ["model.pooling_dropout=0.0", "model.encoder.config=" + yaml.safe_dump(
+    {**TINY_WAVLM, "hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0},
+    default_flow_style=True).strip()]
+
+
+def cli(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "emosphere.cli", *args]
+
+
+def cli_env() -> dict:
+    """The environment of a CLI subprocess: this checkout's sources first, no model hub."""
+    source = str(Path(emosphere.__file__).parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")]),
+            "HF_HUB_OFFLINE": "1"}
+
+
+def dev_metrics(run: Path) -> pd.DataFrame:
+    """Development metrics per epoch, over all of a run's logs (one folder per start or resume)."""
+    logs = pd.concat([pd.read_csv(f) for f in sorted(run.glob("logs/version_*/metrics.csv"))])
+    dev = logs.dropna(subset=["dev/ccc_mean"]).set_index("epoch")
+    return dev[[c for c in dev.columns if c.startswith("dev/")]]
+
+
+def test_two_process_ddp_matches_one_process_accumulating_the_same_global_batch(corpus, tmp_path):
+    # 32 training rows in batches of 4: 8 micro-batches, so that no process repeats a batch to even
+    # out the shares. Rank r takes micro-batch r of each pair that one process accumulates.
+    common = ["trainer.max_epochs=2", "data.batch_size=4", "data.num_workers=1", *DETERMINISTIC]
+    ddp_run = subprocess.run(cli(train_args(corpus, tmp_path / "ddp", *common, "trainer.devices=2",
+                                            "trainer.strategy=ddp")),
+                             env=cli_env(), timeout=300, capture_output=True, text=True)
+    assert ddp_run.returncode == 0, ddp_run.stderr[-3000:]
+    assert main(train_args(corpus, tmp_path / "one", *common, "optim.accumulate_grad_batches=2")) == 0
+    ddp, one = dev_metrics(tmp_path / "ddp"), dev_metrics(tmp_path / "one")
+    assert list(ddp.index) == list(one.index) == [0, 1]
+    pd.testing.assert_frame_equal(ddp, one, atol=1e-4, rtol=0)
+    # The whole development split, gathered from both processes, in the final evaluation too.
+    ddp_eval, one_eval = (json.loads((tmp_path / run / "eval_Development" / "metrics.json").read_text())
+                          for run in ("ddp", "one"))
+    assert ddp_eval["n"] == one_eval["n"]
+    assert ddp_eval["ccc"] == pytest.approx(one_eval["ccc"], abs=1e-4)
+
+
+def signal_once_checkpointed(args: list[str], run: Path, signum: int, until=lambda position: True) -> tuple[int, str]:
+    """Train in a process of its own; send it ``signum`` once it has written a checkpoint whose position
+    (``{"epoch", "batches", ...}``) satisfies ``until``. Its exit code and log."""
+    log, last, written = run.with_suffix(".log"), run / "checkpoints" / "last.ckpt", None
+    with log.open("w") as stderr:
+        process = subprocess.Popen(cli(args), env=cli_env(), stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 300
+            while process.poll() is None:
+                assert time.monotonic() < deadline, "no such checkpoint within 5 minutes"
+                if last.exists() and last.stat().st_mtime_ns != written:
+                    written = last.stat().st_mtime_ns
+                    if until(torch.load(last, weights_only=True)["EmoSphereData"]):
+                        break
+                time.sleep(0.005)
+            process.send_signal(signum)
+            process.wait(timeout=120)
+        finally:
+            process.kill()
+    return process.returncode, log.read_text()
+
+
+def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", {"Train": 64, "Development": 12})  # 52 kept: 13 batches of 4
+    # Dropout and SpecAugment masking (torch's and numpy's random streams) stay on: they must resume too.
+    # Killed in the second of three epochs: the resumed run must pass a development pass and an epoch's
+    # start in step with the uninterrupted one.
+    encoder = {**TINY_WAVLM, "mask_time_prob": 0.3, "mask_time_length": 2}
+    args = ["trainer.max_epochs=3", "data.batch_size=4", "optim.accumulate_grad_batches=2",
+            "trainer.checkpoint_every_n_steps=2", "model.head_dropout=0.2", "data.num_workers=1", "--no-eval",
+            "model.encoder.config=" + yaml.safe_dump(encoder, default_flow_style=True).strip()]
+    assert main(train_args(corpus, tmp_path / "whole", *args)) == 0
+
+    run = tmp_path / "killed"
+    code, _ = signal_once_checkpointed(train_args(corpus, run, *args), run, signal.SIGKILL,  # no time to save
+                                       until=lambda position: position["epoch"] == 1 and position["batches"])
+    assert code == -signal.SIGKILL, "the run ended before it was killed"
+    position = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["EmoSphereData"]
+    assert position["epoch"] == 1 and 0 < position["batches"] < 13, position  # stopped mid-epoch
+    unfinished = run / "checkpoints" / ".last.ckpt.x1y2z3.tmp"  # as a kill in the middle of a save leaves
+    unfinished.write_bytes(b"half a checkpoint")
+
+    assert main(train_args(corpus, run, *args, "--resume")) == 0
+    assert not unfinished.exists()
+    pd.testing.assert_frame_equal(dev_metrics(run), dev_metrics(tmp_path / "whole"), atol=1e-6, rtol=0)
+    resumed, whole = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (run, tmp_path / "whole"))
+    assert resumed["global_step"] == whole["global_step"] == 21
+    for name, value in whole["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, atol=1e-6, rtol=0, msg=name)
+
+
+def test_sigterm_stops_training_with_a_failing_exit_code(corpus, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(corpus, run, "trainer.max_epochs=100", "trainer.checkpoint_every_n_steps=1",
+                      "data.num_workers=1")
+    code, log = signal_once_checkpointed(args, run, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM  # what a scheduler expects of a preempted job, not 0
+    assert "stopped by SIGTERM" in log and "--resume" in log
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("interrupted while writing")
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1, "weights": torch.ones(1000)}, path)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        AtomicCheckpointIO().save_checkpoint({"step": 2, "weights": torch.zeros(1000), "more": Unpicklable()}, path)
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_each_epoch_trains_on_a_new_order_of_the_same_batches(corpus, tmp_path, monkeypatch):
+    seen = {0: [], 1: []}
+    train_step = EmoSphereTask.training_step
+
+    def recording(task, batch, batch_index):
+        seen[task.current_epoch].append(sorted(batch.index.tolist()))
+        return train_step(task, batch, batch_index)
+
+    monkeypatch.setattr(EmoSphereTask, "training_step", recording)
+    assert main(train_args(corpus, tmp_path, "data.num_workers=1", "--no-eval")) == 0
+    assert seen[0] != seen[1] and sorted(seen[0]) != sorted(seen[1])
+    assert sorted(i for b in seen[0] for i in b) == sorted(i for b in seen[1] for i in b)
+
+
+def test_a_mid_epoch_checkpoint_resumes_only_with_as_many_processes(corpus):
+    table = prepare_labels(Corpus.at(corpus), RegionSet(), progress=False)
+    datamodule = EmoSphereData(table, RunConfig(), min_samples=0)
+    datamodule.trainer = SimpleNamespace(world_size=2)
+    datamodule.load_state_dict({"epoch": 3, "batches": 0, "processes": 4})  # an epoch's start: any number
+    with pytest.raises(ConfigError, match="4 processes"):
+        datamodule.load_state_dict({"epoch": 3, "batches": 5, "processes": 4})

@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     model_dir = train(config, resume=args.resume)
-    if args.no_eval:
+    if args.no_eval or model_dir is None:  # None: a process of a multi-process run other than the first
         return 0
     model = EmoSphereSER.from_pretrained(model_dir)
     rows = split(read_table(Path(config.output_dir) / "labels.csv"), config.data.dev_split)

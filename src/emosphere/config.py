@@ -153,6 +153,8 @@ class TrainerConfig:
     precision: Precision = "auto"
     """auto: 16-mixed on CUDA, 32-true otherwise; or a Lightning precision (bf16-mixed, 32-true, ...)."""
     log_every_n_steps: AtLeastOne = 50
+    checkpoint_every_n_steps: Count = 0
+    """Also write checkpoints/last.ckpt every N optimiser steps, for a mid-epoch resume; 0: at epoch ends only."""
     progress: bool = True
 
 

@@ -3,12 +3,16 @@
 Lightning owns the loop, mixed precision, gradient accumulation, DDP,
 checkpoints, resume and logging; this module supplies the objective
 (:mod:`emosphere.losses`), the data and model selection by the best mean CCC
-on the development split. A run directory holds:
+on the development split, and what Lightning's checkpoints leave out for an
+exact resume: the position within the epoch (:class:`EmoSphereData`), every
+process's random state (:class:`RandomState`) and writes that an interruption
+cannot corrupt (:class:`AtomicCheckpointIO`). A run directory holds:
 
 * ``config.yaml``: the run's full config;
 * ``labels.csv``: the prepared label table;
 * ``audio_stats.json``: normalisation statistics of the training audio;
-* ``checkpoints/``: Lightning checkpoints (``last.ckpt`` for ``--resume``, and the best);
+* ``checkpoints/``: Lightning checkpoints: ``last.ckpt`` for ``--resume`` (written at each epoch end
+  and every ``trainer.checkpoint_every_n_steps`` optimiser steps) and the best;
 * ``logs/version_N/metrics.csv``: metrics per step and epoch, one folder per start or resume;
 * ``model/``: the best model as a model directory (see :mod:`emosphere.model`).
 """
@@ -17,6 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import signal
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -24,9 +31,10 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
@@ -38,7 +46,7 @@ from .config import ConfigError, RunConfig
 from .errors import first_line
 from .evaluate import score
 from .inference import file_values, group, softmax
-from .io import write_table
+from .io import atomic_path, write_table
 from .labels import split
 from .losses import aux_weight, ccc_loss, region_loss
 from .model import EmoSphereSER
@@ -108,6 +116,10 @@ class EmoSphereTask(L.LightningModule):
         self.log("train/aux_weight", weight, batch_size=size)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        # Lightning sets the epoch of a loader's sampler, not of its batch sampler: a new order each epoch.
+        self.trainer.train_dataloader.batch_sampler.set_epoch(self.current_epoch)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> None:
         out = self.model(batch["waveform"], batch["lengths"])
         self.dev_windows.update(batch["owner"], batch["spans"], out.avd, out.region_logits)
@@ -139,7 +151,11 @@ class EmoSphereTask(L.LightningModule):
 
 
 class EmoSphereData(L.LightningDataModule):
-    """Train and development loaders over the prepared table; each process takes its share of batches."""
+    """Train and development loaders over the prepared table; each process takes its share of batches.
+
+    Checkpoints record where training stands (the epoch and the batches of it each process has
+    trained on); the training loader of a resumed run starts there.
+    """
 
     def __init__(self, table: pd.DataFrame, config: RunConfig, min_samples: int) -> None:
         super().__init__()
@@ -147,21 +163,80 @@ class EmoSphereData(L.LightningDataModule):
         self.train_rows = split(table, config.data.train_split)
         self.dev_rows = split(table, config.data.dev_split)
         self.min_samples = min_samples
+        self.position = {"epoch": 0, "batches": 0}
+
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        epoch, batches = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if batches >= trainer.num_training_batches:  # saved at the epoch's end: the next one starts afresh
+            epoch, batches = epoch + 1, 0
+        return {"epoch": epoch, "batches": batches, "processes": trainer.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["batches"] and state["processes"] != self.trainer.world_size:
+            raise ConfigError(f"the checkpoint stopped mid-epoch in a run of {state['processes']} processes; "
+                              f"resume it with as many (trainer.devices x trainer.num_nodes), not "
+                              f"{self.trainer.world_size}")
+        self.position = {"epoch": state["epoch"], "batches": state["batches"]}
 
     def train_dataloader(self):
         cfg = self.config.data
-        return data.loader(
+        loader = data.loader(
             self.train_rows, batch_size=cfg.batch_size, shuffle=True, max_seconds=cfg.max_seconds,
             bucket=cfg.bucket_by_length, num_workers=cfg.num_workers, seed=self.config.trainer.seed,
             num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, min_samples=self.min_samples,
         )
+        # Lightning draws the first epoch's batches before it calls set_epoch: set the epoch here.
+        loader.batch_sampler.resume(self.position["epoch"], self.position["batches"])
+        return loader
 
     def val_dataloader(self):
         windows = data.InferenceWindows(self.dev_rows["path"].tolist(), batch_size=self.config.data.batch_size,
                                         min_samples=self.min_samples, num_replicas=self.trainer.world_size,
                                         rank=self.trainer.global_rank)
         workers = self.config.data.num_workers
-        return DataLoader(windows, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+        return DataLoader(windows, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+                          generator=torch.Generator().manual_seed(self.config.trainer.seed))  # see data.loader
+
+
+class RandomState(Callback):
+    """Every process's random state (dropout, SpecAugment masking) in each checkpoint, restored on resume."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, task: L.LightningModule, checkpoint: dict) -> None:
+        numpy = np.random.get_state()
+        state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+                 "numpy": (numpy[0], torch.from_numpy(numpy[1].astype(np.int64)), *numpy[2:])}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state()
+        states = [state]
+        if trainer.world_size > 1:  # every process saves together; the first one writes the file
+            states = [None] * trainer.world_size
+            torch.distributed.all_gather_object(states, state)
+        checkpoint["random_state"] = states
+
+    def on_load_checkpoint(self, trainer: L.Trainer, task: L.LightningModule, checkpoint: dict) -> None:
+        states = checkpoint.get("random_state", [])
+        if len(states) != trainer.world_size:
+            return
+        state = states[trainer.global_rank]
+        random.setstate(state["python"])
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their final name, flushed to disk and renamed over it: a save
+    interrupted at any moment leaves the previous checkpoint whole. (Lightning's own writer stages the
+    file in the system's temporary folder; moving it to another file system is a copy, not a rename.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
 
 
 def _devices(value: str) -> int | list[int] | str:
@@ -182,19 +257,31 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
         # The region head stops receiving gradients when the auxiliary task switches off,
         # and WavLM's layerdrop skips layers: DDP must expect unused parameters.
         strategy = "ddp_find_unused_parameters_true"
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch:02d}", monitor=MONITOR,
-                                 mode="max", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    # The best, and last.ckpt for --resume: after each epoch's development pass and every N optimiser
+    # steps. (Lightning's save_last skips epochs that bring no new best.) No -v1 copies of an old run's files.
+    checkpoints = run_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch:02d}", monitor=MONITOR, mode="max", save_top_k=1,
+                        auto_insert_metric_name=False, enable_version_counter=False),
+        ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
+        RandomState(),
+    ]
+    if t.checkpoint_every_n_steps:
+        callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False,
+                                         every_n_train_steps=t.checkpoint_every_n_steps))
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=_devices(t.devices), strategy=strategy,
         num_nodes=t.num_nodes, precision=precision, accumulate_grad_batches=config.optim.accumulate_grad_batches,
-        gradient_clip_val=config.optim.gradient_clip_val or None, callbacks=[checkpoint],
+        gradient_clip_val=config.optim.gradient_clip_val or None, callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
         logger=CSVLogger(run_dir, name="logs"), log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress, use_distributed_sampler=False, num_sanity_val_steps=0,
     )
 
 
-def train(config: RunConfig, *, resume: bool = False) -> Path:
-    """Train as ``config`` says; returns the model directory of the best development checkpoint."""
+def train(config: RunConfig, *, resume: bool = False) -> Path | None:
+    """Train as ``config`` says; returns the model directory of the best development checkpoint
+    (None in the other processes of a multi-process run: the first one writes it)."""
     report = preflight(config, resume=resume)  # raises before anything is written
     report.raise_for_errors()
     table = report.prepared
@@ -224,19 +311,29 @@ def train(config: RunConfig, *, resume: bool = False) -> Path:
     datamodule = EmoSphereData(table, config, model.min_samples)
     task = EmoSphereTask(model, config, weights, datamodule.dev_rows)
     if isinstance(trainer.accelerator, CPUAccelerator):
-        # Leave a core to each data-loading worker: oversubscribed OpenMP threads make
-        # every small op wait for a descheduled thread (10x slower seen on 2 cores).
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg.num_workers))
+        # Share the cores among this machine's processes, leaving one to each data-loading worker:
+        # oversubscribed OpenMP threads make every small op wait for a descheduled thread (10x slower
+        # seen on 2 cores).
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.num_devices - cfg.num_workers))
     last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(task, datamodule=datamodule,
-                ckpt_path=str(last) if resume else None)
+    for unfinished in last.parent.glob(".*.tmp"):  # left by a save that a kill interrupted
+        unfinished.unlink(missing_ok=True)
+    try:
+        with warnings.catch_warnings():
+            # Lightning looks for the position within the epoch in the loader; EmoSphereData restores it.
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
+            trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    except SIGTERMException:  # Lightning stopped after the current batch; fail as the killed process it is
+        log.error("stopped by SIGTERM at step %d; continue with --resume from %s", trainer.global_step, last)
+        raise SystemExit(128 + signal.SIGTERM) from None
     best = trainer.checkpoint_callback.best_model_path
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         task.load_state_dict(state)
+    if not trainer.is_global_zero:
+        return None
     model_dir = run_dir / "model"
-    if trainer.is_global_zero:
-        model.cpu().save_pretrained(model_dir)
-        log.info("best %s = %.4f; model saved to %s", MONITOR,
-                 float(trainer.checkpoint_callback.best_model_score or float("nan")), model_dir)
+    model.cpu().save_pretrained(model_dir)
+    log.info("best %s = %.4f; model saved to %s", MONITOR,
+             float(trainer.checkpoint_callback.best_model_score or float("nan")), model_dir)
     return model_dir
