@@ -3,6 +3,7 @@
 #   make test   set up and run the whole test suite
 # Set-up installs espeak-ng (Debian/Ubuntu, via apt-get when missing) and a virtual environment
 # in .venv with a CPU build of torch pinned here; pyproject.toml itself only asks for a range.
+# make test also installs Debian's chromium (when missing), which the web page's tests drive.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ CORPUS_ARGS ?=
 BIN = $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test setup espeak clean
+.PHONY: demo test setup espeak chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +27,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# $(call apt-install,COMMAND,PACKAGE): install PACKAGE with apt-get unless COMMAND is on the PATH.
+apt-install = command -v $(1) >/dev/null || { \
+  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(2) >/dev/null; }
+
 espeak:
-	@command -v espeak-ng >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+	@$(call apt-install,espeak-ng,espeak-ng)
+
+chromium:
+	@$(call apt-install,chromium,chromium)
 
 setup: $(VENV)/.installed espeak
 
@@ -40,7 +47,7 @@ demo: setup $(DEMO_CORPUS)/Labels/labels_consensus.csv
 	$(BIN)/emosphere train --config recipes/demo/tiny.yaml data.corpus=$(DEMO_CORPUS) output_dir=$(DEMO_DIR) --no-eval $(DEMO_ARGS)
 	$(BIN)/emosphere evaluate --model $(DEMO_DIR)/model --split Test1 --output-dir $(DEMO_DIR) --quiet
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest -q
 
 clean:

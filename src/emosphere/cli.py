@@ -1,4 +1,4 @@
-"""The ``emosphere`` command: prepare, check, train, evaluate, predict, export, demo-corpus.
+"""The ``emosphere`` command: prepare, check, train, evaluate, predict, export, serve, demo-corpus.
 
 Exit codes: 0 done; 1 some files of a batch job failed (listed in its errors
 file); 2 a mistake in what the user gave (options, config, paths, data): one
@@ -9,6 +9,7 @@ other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -213,6 +214,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .inputs import InputError
+    from .predict import load_backend
+
+    try:
+        from .serve import Settings, create_app, listen, server
+    except ImportError as error:
+        log.error("emosphere serve needs fastapi, uvicorn and python-multipart: pip install 'emosphere[serve]' (%s)",
+                  error)
+        return 2
+    try:
+        settings = Settings(batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000,
+                            cross_request=not args.no_batching, max_upload_mb=args.max_upload_mb,
+                            max_seconds=args.max_seconds, max_pending=args.max_pending)
+        sock = listen(args.host, args.port)
+    except InputError as error:
+        log.error("%s", error)
+        return 2
+    with sock:
+        try:
+            backend = load_backend(args.model, args.backend, args.device, args.precision)
+        except ImportError as error:
+            log.error("the %s backend cannot be loaded (for onnx: pip install 'emosphere[onnx]'): %s", args.backend,
+                      error)
+            return 2
+        host, port = sock.getsockname()[:2]
+        print(f"serving {args.model} on http://{host}:{port}/ (the page), POST /predict, GET /health, "
+              "GET /openapi.json; Ctrl-C stops", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then re-raises the Ctrl-C
+            server(create_app(backend, settings, model_name=str(args.model)), sock).run(sockets=[sock])
+    return 0
+
+
 def cmd_demo_corpus(args: argparse.Namespace) -> int:
     from .demo import make_demo_corpus
 
@@ -353,6 +387,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="output file, e.g. model.onnx")
     p.add_argument("--opset", type=POSITIVE_INT, help="ONNX opset version (default: the exporter's)")
     p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("serve", help="serve a model over HTTP, with a web page to try it",
+                            description="An HTTP service: POST /predict (multipart field file: an audio file) "
+                                        "answers JSON with arousal, valence, dominance (1-7 and [0, 1]), r/theta/phi, "
+                                        "the region and its probabilities, and per-window values for long audio; "
+                                        "GET / is a web page to upload or record audio; GET /health; "
+                                        "GET /openapi.json. Concurrent requests are batched together on the model. "
+                                        "Needs pip install 'emosphere[serve]'. See docs/serve.md.")
+    p.add_argument("--model", required=True,
+                   help="model directory or Hugging Face hub id; with --backend onnx, the exported .onnx file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the model with PyTorch or ONNX Runtime (default torch)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    _add_precision_option(p)
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0,
+                   help="how long the model waits for other requests to batch with the first (default 5 ms)")
+    p.add_argument("--no-batching", action="store_true",
+                   help="run each request on its own instead of batching concurrent requests together")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MiB (default 50)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio in seconds (default 600)")
+    p.add_argument("--max-pending", type=int, default=64,
+                   help="uploads that may wait for the model; more are answered 503 (default 64)")
+    p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("demo-corpus", help="synthesise the built-in demo corpus with espeak-ng",
                             description="Write a small synthetic emotional-speech corpus in the MSP-Podcast layout "

@@ -1,0 +1,362 @@
+"""``emosphere serve``: the model behind HTTP, with a web page to try it on your own voice.
+
+Endpoints (docs/serve.md): ``POST /predict`` takes an uploaded audio file
+(multipart field ``file``) and answers JSON with the file's values and, for
+audio longer than one window, each window's; ``GET /health`` describes the
+model, the limits and the batching; ``GET /`` is the page
+(``serve.html``, self-contained); ``GET /openapi.json`` the OpenAPI
+description.
+
+One inference path: an upload is decoded from memory by soundfile into an
+:class:`emosphere.inputs.ArraySource` and goes through
+:func:`emosphere.inference.decode` and :func:`emosphere.inference.predict_pool`,
+with the default 12 s windows and 6 s hop, so the service gives the numbers
+``emosphere predict`` gives for the same file.
+
+Cross-request batching: the model is not safe to run from several threads at
+once, so one worker thread (:class:`Batcher`) owns it. It takes the first
+waiting upload, then collects more for up to ``batch_wait`` seconds or until
+``batch_size`` windows are waiting, runs them as one pool (windows sorted by
+length, zero-padded batches; padding never changes a prediction), and answers
+each request. Decoding runs in the server's thread pool, so the event loop
+only moves bytes.
+
+Limits, each a 4xx with a reason (never a 500), after which the server goes
+on serving: an empty upload (400), a body over ``max_upload_mb`` (413), audio
+over ``max_seconds`` (413), anything soundfile cannot decode or shorter than
+the model's minimum (422), a missing ``file`` field (422), more than
+``max_pending`` uploads waiting for the model (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import logging
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from typing import Any
+
+import soundfile as sf
+import uvicorn
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__
+from .inference import HOP_SECONDS, WINDOW_SECONDS, Backend, Failure, Item, Prediction, decode, predict_pool
+from .inputs import ArraySource, InputError
+from .sphere import DIMENSIONS
+
+log = logging.getLogger(__name__)
+
+PAGE = "serve.html"
+"""The web page, shipped inside the package."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the service batches and what it accepts."""
+
+    batch_size: int = 8
+    """Windows per forward pass."""
+    batch_wait: float = 0.005
+    """Seconds the worker waits for more uploads after the first, unless ``batch_size`` windows are waiting."""
+    cross_request: bool = True
+    """Batch the uploads of concurrent requests together; False runs each request on its own."""
+    max_upload_mb: float = 50.0
+    """Largest request body, in MiB."""
+    max_seconds: float = 600.0
+    """Longest audio, in seconds."""
+    max_pending: int = 64
+    """Uploads that may wait for the model; more are answered 503."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_pending < 1:
+            raise InputError(f"need batch size >= 1 and max pending >= 1, got {self.batch_size} and {self.max_pending}")
+        if self.batch_wait < 0 or self.max_upload_mb <= 0 or self.max_seconds <= 0:
+            raise InputError("need batch wait >= 0 and upload and duration limits > 0, got "
+                             f"{self.batch_wait} s, {self.max_upload_mb} MiB and {self.max_seconds} s")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+
+class Busy(Exception):
+    """More uploads are waiting for the model than :attr:`Settings.max_pending`."""
+
+
+class Batcher:
+    """The one thread that runs ``backend``: :meth:`submit` a decoded upload, get a future of its
+    :class:`Prediction`. Uploads submitted close together run as one pool (see the module docstring)."""
+
+    def __init__(self, backend: Backend, settings: Settings) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.pools = 0
+        """Pools run so far (one or more forward passes each)."""
+        self.requests = 0
+        """Uploads answered so far."""
+        self._queue: queue.Queue[tuple[Item, Future] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="emosphere-batcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, item: Item) -> Future:
+        if self._queue.qsize() >= self.settings.max_pending:
+            raise Busy
+        future: Future = Future()
+        self._queue.put((item, future))
+        return future
+
+    def _collect(self) -> list[tuple[Item, Future]] | None:
+        """The next pool: the first waiting upload and those that join it in time; None to stop."""
+        first = self._queue.get()
+        if first is None:
+            return None
+        pool, windows = [first], len(first[0].spans)
+        deadline = time.monotonic() + self.settings.batch_wait
+        while self.settings.cross_request and windows < self.settings.batch_size:
+            try:
+                entry = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if entry is None:
+                self._queue.put(None)  # stop after this pool
+                break
+            pool.append(entry)
+            windows += len(entry[0].spans)
+        return pool
+
+    def _run(self) -> None:
+        while (pool := self._collect()) is not None:
+            pool = [(item, future) for item, future in pool if future.set_running_or_notify_cancel()]
+            try:
+                results = list(predict_pool(self.backend, [item for item, _ in pool], self.settings.batch_size))
+            except Exception as error:  # noqa: BLE001 - answer the requests; the worker goes on
+                log.exception("the model failed on a pool of %d uploads", len(pool))
+                for _, future in pool:
+                    future.set_exception(error)
+                continue
+            self.pools += 1
+            self.requests += len(pool)
+            for (_, future), result in zip(pool, results):
+                future.set_result(result)
+
+
+# --- the JSON answer ---------------------------------------------------------------------------
+
+
+class Values(BaseModel):
+    """Predictions for a span of the audio; the scale of each value is stated."""
+
+    start: float = Field(description="start of the span, seconds")
+    end: float = Field(description="end of the span, seconds (for the file: its duration)")
+    arousal: float = Field(description="arousal on the 1-7 scale of MSP-Podcast, clipped")
+    valence: float = Field(description="valence on the 1-7 scale, clipped")
+    dominance: float = Field(description="dominance on the 1-7 scale, clipped")
+    arousal_unit: float = Field(description="arousal on [0, 1] = (arousal - 1) / 6")
+    valence_unit: float = Field(description="valence on [0, 1]")
+    dominance_unit: float = Field(description="dominance on [0, 1]")
+    r: float = Field(description="intensity: distance of the centred point 2 (x - 1) / 6 - 1 from the centre, >= 0")
+    theta: float = Field(description="polar angle from the positive valence axis, radians in [0, pi]")
+    phi: float = Field(description="azimuth atan2(dominance, arousal) of the centred point, radians in (-pi, pi]")
+    region: str | None = Field(description="the most probable region of the emotion sphere (null without a region head)")
+    region_probabilities: dict[str, float] | None = Field(
+        description="probability of each region, by name (null without a region head)")
+
+
+class FileValues(Values):
+    """An upload's predictions: the duration-weighted aggregate of its windows, and the windows."""
+
+    file: str = Field(description="the uploaded file's name")
+    windows: list[Values] = Field(
+        description=f"one entry per window, in time order, for audio longer than one window ({WINDOW_SECONDS:g} s "
+                    f"windows every {HOP_SECONDS:g} s); empty otherwise")
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok" while the service answers')
+    version: str
+    model: str = Field(description="the model the service was started with")
+    region_names: list[str]
+    window_seconds: float
+    hop_seconds: float
+    settings: dict[str, Any] = Field(description="batching and limits (see emosphere serve --help)")
+    max_upload_bytes: int
+    pending: int = Field(description="uploads waiting for the model now")
+    pools: int = Field(description="pools of uploads run through the model so far")
+    requests: int = Field(description="uploads answered so far")
+
+
+def as_values(row: dict[str, Any], region_names: list[str]) -> dict[str, Any]:
+    """One row of :meth:`Prediction.table` as :class:`Values`."""
+    keys = ["start", "end", *DIMENSIONS, *(f"{d}_unit" for d in DIMENSIONS), "r", "theta", "phi"]
+    values = {key: float(row[key]) for key in keys}
+    has_regions = "region" in row
+    values["region"] = row["region"] if has_regions else None
+    values["region_probabilities"] = {n: float(row[f"p_{n}"]) for n in region_names} if has_regions else None
+    return values
+
+
+def as_json(prediction: Prediction, region_names: list[str]) -> dict[str, Any]:
+    file_row, *window_rows = prediction.table(region_names).to_dict("records")
+    return {"file": prediction.name, **as_values(file_row, region_names),
+            "windows": [as_values(row, region_names) for row in window_rows]}
+
+
+# --- uploads -----------------------------------------------------------------------------------
+
+
+def decode_upload(index: int, name: str, data: bytes, *, min_samples: int, max_seconds: float) -> Item:
+    """Decode uploaded bytes and plan their windows, as :func:`emosphere.inference.decode` does for
+    a file; raises :class:`HTTPException` (413 too long, 422 not audio or too short)."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.frames > max_seconds * f.samplerate:
+                raise HTTPException(413, f"{name}: {f.frames / f.samplerate:.1f} s of audio; "
+                                         f"the limit is {max_seconds:g} s")
+            samples, rate = f.read(dtype="float32", always_2d=True), f.samplerate
+    except HTTPException:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever soundfile cannot read is the upload's fault
+        reason = getattr(error, "error_string", None) or f"{type(error).__name__}: {error}"
+        raise HTTPException(422, f"{name}: not audio that soundfile can read ({reason})") from error
+    entry = decode(index, ArraySource(name, samples, rate), min_samples=min_samples,
+                   window=WINDOW_SECONDS, hop=HOP_SECONDS)
+    if isinstance(entry, Failure):
+        raise HTTPException(422, f"{name}: {entry.error}")
+    return entry
+
+
+class UploadLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 with the limit, as soon as its
+    Content-Length or the bytes received so far show it (the body is never read in full)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        received = int(declared) if declared.isdigit() else 0
+
+        async def limited() -> Message:
+            # FastAPI passes an HTTPException raised while it reads the body on to the exception handler.
+            nonlocal received
+            if received > self.max_bytes:
+                raise HTTPException(413, f"upload too large: the limit is {self.max_bytes / 2**20:g} MiB")
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, f"upload too large: the limit is {self.max_bytes / 2**20:g} MiB")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+# --- the application ---------------------------------------------------------------------------
+
+
+def create_app(backend: Backend, settings: Settings | None = None, model_name: str = "model") -> FastAPI:
+    """The service for ``backend``; its :class:`Batcher` starts and stops with the application."""
+    settings = settings or Settings()
+    batcher = Batcher(backend, settings)
+    region_names = list(backend.region_names)
+    page = files(__package__).joinpath(PAGE).read_text(encoding="utf-8")
+    upload_ids = itertools.count()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        batcher.stop()
+
+    app = FastAPI(title="emosphere", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Arousal, valence and dominance (1-7) and the region of the emotion sphere "
+                              "for uploaded speech. See docs/serve.md.")
+    app.state.batcher = batcher
+
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> str:
+        return page
+
+    @app.get("/health", response_model=Health)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "model": model_name, "region_names": region_names,
+                "window_seconds": WINDOW_SECONDS, "hop_seconds": HOP_SECONDS, "settings": asdict(settings),
+                "max_upload_bytes": settings.max_upload_bytes, "pending": batcher.pending,
+                "pools": batcher.pools, "requests": batcher.requests}
+
+    errors = {code: {"description": text, "content": {"application/json": {"example": {"detail": "reason"}}}}
+              for code, text in [(400, "empty upload"), (413, "upload or audio over the limits"),
+                                 (422, "not audio, too short, or no file field"),
+                                 (503, "too many uploads waiting; retry later")]}
+
+    @app.post("/predict", response_model=FileValues, responses=errors)
+    async def predict(file: UploadFile = File(description="an audio file in any format soundfile reads")) -> Any:
+        """Arousal, valence and dominance of the uploaded audio (the duration-weighted aggregate of
+        its windows), its region of the emotion sphere, and each window's values for long audio."""
+        data = await file.read()
+        name = file.filename or "upload"
+        if not data:
+            raise HTTPException(400, f"{name}: empty upload (the file field holds no bytes)")
+        item = await run_in_threadpool(decode_upload, next(upload_ids), name, data,
+                                       min_samples=backend.min_samples, max_seconds=settings.max_seconds)
+        try:
+            future = batcher.submit(item)
+        except Busy:
+            raise HTTPException(503, f"{batcher.pending} uploads are waiting for the model; retry later") from None
+        prediction = await asyncio.wrap_future(future)
+        return await run_in_threadpool(as_json, prediction, region_names)
+
+    return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (0: a free port); :class:`InputError` if it cannot be."""
+    if not 0 <= port <= 65535:
+        raise InputError(f"port {port} is outside 0-65535")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except OSError as error:
+        raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def server(app: FastAPI, sock: socket.socket, log_level: str = "info") -> uvicorn.Server:
+    """A uvicorn server for ``app`` on ``sock``; ``server.run(sockets=[sock])`` serves until stopped."""
+    host, port = sock.getsockname()[:2]
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))

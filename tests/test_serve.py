@@ -1,0 +1,363 @@
+"""The service (emosphere.serve, ``emosphere serve``) and its web page.
+
+The API runs a tiny model in a uvicorn server on a free loopback port, in a
+thread that stops with the module; the page is driven by Debian's chromium
+through Playwright (skipped, with the reason, where either is missing).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi", reason="the service needs the serve extra: pip install 'emosphere[serve]'")
+httpx = pytest.importorskip("httpx", reason="the service tests need httpx (in the test extra)")
+
+from conftest import tiny_model, tone  # noqa: E402
+from emosphere.cli import build_parser, main  # noqa: E402
+from emosphere.inference import TorchBackend  # noqa: E402
+from emosphere.serve import Settings, create_app, listen, server  # noqa: E402
+from emosphere.sphere import DIMENSIONS  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LIMITS = Settings(batch_wait=0.2, max_upload_mb=1.0, max_seconds=40.0)
+NUMBERS = ["start", "end", *DIMENSIONS, *(f"{d}_unit" for d in DIMENSIONS), "r", "theta", "phi"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """Short clips in several formats, rates and channel counts, and 30 s of audio (4 windows)."""
+    root = tmp_path_factory.mktemp("clips")
+    stereo = tone(22050, 2.3, (250, 2000))
+    audio = {
+        "a.wav": (tone(16000, 1.0), 16000),
+        "b.flac": (np.stack([stereo, 0.5 * stereo], 1), 22050),
+        "c.ogg": (tone(44100, 0.8, (500, 1500)), 44100),
+        "long.wav": (tone(8000, 30.0, (300, 700, 1900)), 8000),
+    }
+    for name, (samples, rate) in audio.items():
+        sf.write(root / name, samples, rate)
+    return {name: root / name for name in audio}
+
+
+def run_in_thread(app) -> tuple[str, object, threading.Thread]:
+    sock = listen("127.0.0.1", 0)
+    uvicorn_server = server(app, sock, log_level="warning")
+    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uvicorn_server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", uvicorn_server, thread
+
+
+@pytest.fixture(scope="module")
+def url(model):
+    """The service for the tiny model, with small limits: 1 MiB uploads, 40 s of audio."""
+    address, uvicorn_server, thread = run_in_thread(create_app(TorchBackend(model), LIMITS, model_name="tiny"))
+    yield address
+    uvicorn_server.should_exit = True
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the server did not stop"
+
+
+def post(url: str, name: str, data: bytes) -> httpx.Response:
+    return httpx.post(f"{url}/predict", files={"file": (name, data)}, timeout=120)
+
+
+def expected(model, path: Path) -> pd.DataFrame:
+    return model.predict(str(path))
+
+
+def assert_same(answer: dict, table: pd.DataFrame, region_names: list[str]) -> None:
+    """The service's JSON equals ``emosphere predict``'s table (file row, then window rows) within 1e-6."""
+    rows = [answer, *answer["windows"]]
+    assert len(rows) == len(table) and len(answer["windows"]) == (len(table) - 1)
+    for row, (_, reference) in zip(rows, table.iterrows()):
+        np.testing.assert_allclose([row[k] for k in NUMBERS], reference[NUMBERS].astype(float), atol=1e-6, rtol=0)
+        assert row["region"] == reference["region"]
+        assert list(row["region_probabilities"]) == region_names
+        np.testing.assert_allclose(list(row["region_probabilities"].values()),
+                                   reference[[f"p_{n}" for n in region_names]].astype(float), atol=1e-6, rtol=0)
+
+
+def wav_bytes(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a.wav", "b.flac", "c.ogg", "long.wav"])
+def test_a_clip_gets_the_numbers_of_emosphere_predict(url, model, clips, name):
+    response = post(url, name, clips[name].read_bytes())
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["file"] == name
+    assert_same(answer, expected(model, clips[name]), model.region_names)
+    assert 1 <= answer["arousal"] <= 7 and 0 <= answer["arousal_unit"] <= 1
+
+
+def test_long_audio_has_values_per_window(url, clips):
+    answer = post(url, "long.wav", clips["long.wav"].read_bytes()).json()
+    spans = [(w["start"], w["end"]) for w in answer["windows"]]
+    assert spans == [(0.0, 12.0), (6.0, 18.0), (12.0, 24.0), (18.0, 30.0)]
+    assert answer["end"] == 30.0
+
+
+def test_concurrent_requests_are_batched_together_and_keep_their_numbers(url, model, clips, tmp_path):
+    paths = []
+    for i in range(6):  # six different clips of different lengths, posted at the same moment
+        paths.append(tmp_path / f"clip{i}.wav")
+        sf.write(paths[-1], tone(16000, 0.4 + 0.3 * i, (180 + 40 * i, 800 + 100 * i)), 16000)
+    before = httpx.get(f"{url}/health").json()
+    start = threading.Barrier(len(paths))
+
+    def send(path: Path) -> httpx.Response:
+        start.wait()
+        return post(url, path.name, path.read_bytes())
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        responses = list(pool.map(send, paths))
+    after = httpx.get(f"{url}/health").json()
+    assert [r.status_code for r in responses] == [200] * len(paths)
+    for path, response in zip(paths, responses):
+        assert response.json()["file"] == path.name
+        assert_same(response.json(), expected(model, path), model.region_names)
+    assert after["requests"] - before["requests"] == len(paths)
+    assert after["pools"] - before["pools"] < len(paths), "concurrent requests were not batched together"
+
+
+@pytest.mark.parametrize("name, data, status, reason", [
+    ("junk.wav", b"this is not audio at all " * 40, 422, "not audio that soundfile can read"),
+    ("notes.txt", "a text file, not speech\n".encode(), 422, "not audio that soundfile can read"),
+    ("empty.wav", b"", 400, "empty upload"),
+    ("big.wav", b"\0" * (2**20 + 1), 413, "upload too large: the limit is 1 MiB"),
+    ("long.wav", wav_bytes(np.zeros(8000 * 45, np.float32), 8000, "PCM_U8"), 413,
+     "45.0 s of audio; the limit is 40 s"),
+    ("short.wav", wav_bytes(np.zeros(100, np.float32), 16000), 422, "too short"),
+    ("silent.wav", wav_bytes(np.zeros((0, 1), np.float32), 16000), 422, "too short"),
+    ("nan.wav", wav_bytes(np.full(4000, np.nan, np.float32), 16000, "FLOAT"), 422, "NaN"),
+])
+def test_a_bad_upload_is_a_4xx_with_a_reason_and_the_server_goes_on(url, clips, name, data, status, reason):
+    response = post(url, name, data)
+    assert response.status_code == status
+    assert reason in response.json()["detail"]
+    assert post(url, "a.wav", clips["a.wav"].read_bytes()).status_code == 200
+
+
+def test_requests_that_are_not_an_upload_are_4xx(url, clips):
+    assert httpx.post(f"{url}/predict", data={"other": "1"}).status_code == 422  # no file field
+    for body, content_type in [(b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+                               (b"garbage", "multipart/form-data; boundary=x"), (b"RIFF", "audio/wav")]:
+        response = httpx.post(f"{url}/predict", content=body, headers={"content-type": content_type})
+        assert 400 <= response.status_code < 500 and response.json()["detail"]
+
+    def chunks():  # a streamed body without Content-Length, larger than the limit
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
+        yield from (b"\0" * 2**16 for _ in range(20))
+        yield b"\r\n--b--\r\n"
+
+    streamed = httpx.post(f"{url}/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert streamed.status_code == 413 and "limit" in streamed.json()["detail"]
+    assert post(url, "a.wav", clips["a.wav"].read_bytes()).status_code == 200
+
+
+class Gate:
+    """A backend that holds every forward pass until ``release`` is set."""
+
+    def __init__(self, backend) -> None:
+        self.backend, self.region_names, self.min_samples = backend, backend.region_names, backend.min_samples
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, waveform, lengths):
+        self.entered.set()
+        self.release.wait(timeout=60)
+        return self.backend(waveform, lengths)
+
+
+def test_more_uploads_than_may_wait_are_answered_503(model, clips):
+    gate = Gate(TorchBackend(model))
+    app = create_app(gate, Settings(batch_wait=0.0, max_pending=1))
+    address, uvicorn_server, thread = run_in_thread(app)
+    clip = clips["a.wav"].read_bytes()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(post, address, "first.wav", clip)
+            assert gate.entered.wait(timeout=60)  # the first is in the model, held
+            waiting = pool.submit(post, address, "second.wav", clip)
+            while app.state.batcher.pending < 1:
+                time.sleep(0.01)
+            busy = post(address, "third.wav", clip)
+            gate.release.set()
+            assert busy.status_code == 503 and "retry later" in busy.json()["detail"]
+            assert running.result().status_code == waiting.result().status_code == 200
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_health_and_openapi_describe_the_service(url, model):
+    health = httpx.get(f"{url}/health").json()
+    assert health["status"] == "ok" and health["model"] == "tiny"
+    assert health["region_names"] == model.region_names
+    assert health["max_upload_bytes"] == 2**20 and health["settings"]["max_seconds"] == 40.0
+    schema = httpx.get(f"{url}/openapi.json").json()
+    upload = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    body = schema["components"]["schemas"][upload["$ref"].split("/")[-1]]
+    assert body["required"] == ["file"]
+    values = schema["components"]["schemas"]["FileValues"]["properties"]
+    assert "1-7" in values["arousal"]["description"] and "[0, 1]" in values["arousal_unit"]["description"]
+    assert {"400", "413", "422", "503"} <= set(schema["paths"]["/predict"]["post"]["responses"])
+
+
+def test_the_page_is_served_and_self_contained(url):
+    response = httpx.get(f"{url}/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert 'id="file"' in page and 'id="record"' in page and 'id="sphere"' in page
+    references = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)|url\(([^)]+)\)|@import""", page)
+    assert references == [], f"the page loads external resources: {references}"
+    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", page)
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def test_every_serve_option_is_explained():
+    sub = build_parser()._subparsers._group_actions[0].choices["serve"]
+    for action in sub._actions:
+        assert action.help, f"serve {action.option_strings or action.dest} has no help"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "/no/such/model"], "/no/such/model: no such model directory"),
+    (["--model", "m", "--port", "70000"], "port 70000 is outside 0-65535"),
+    (["--model", "m", "--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid"),
+    (["--model", "m", "--batch-size", "0"], "batch size >= 1"),
+    (["--model", "m", "--max-upload-mb", "0"], "limits > 0"),
+])
+def test_serve_mistakes_are_one_line_and_exit_2(args, message, capsys):
+    assert main(["serve", *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(capsys):
+    with listen("127.0.0.1", 0) as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", "m", "--port", str(port)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert f"cannot listen on 127.0.0.1:{port}" in error and len(error.splitlines()) == 1
+
+
+def test_serve_without_the_extra_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi now fails
+    monkeypatch.delitem(sys.modules, "emosphere.serve")
+    assert main(["serve", "--model", "m"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "pip install 'emosphere[serve]'" in error and len(error.splitlines()) == 1
+
+
+def test_emosphere_serve_answers_until_interrupted(model, clips, tmp_path):
+    model_dir = model.save_pretrained(tmp_path / "model")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir),
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        address = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert address, f"no address in {line!r}: {process.stderr.read() if process.poll() is not None else ''}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{address.group()}/health")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, "the service did not answer"
+                time.sleep(0.1)
+        assert health.json()["model"] == str(model_dir)
+        answer = post(address.group(), "a.wav", clips["a.wav"].read_bytes()).json()
+        assert_same(answer, expected(model, clips["a.wav"]), model.region_names)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
+# --- the page in a browser ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip("chromium is not installed (apt-get install chromium; make test installs it)")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extra)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
+        yield browser
+        browser.close()
+
+
+def test_the_page_shows_the_values_of_an_uploaded_clip(browser, url, clips, tmp_path):
+    answer = post(url, "long.wav", clips["long.wav"].read_bytes()).json()
+    page = browser.new_page(viewport={"width": 1100, "height": 1000})
+    page.goto(f"{url}/")
+    page.set_input_files("#file", str(clips["long.wav"]))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    for name in DIMENSIONS:
+        assert page.text_content(f"#{name}-value") == f"{answer[name]:.2f}"
+    assert page.text_content("#region-value") == answer["region"]
+    assert page.text_content("#result-file") == "long.wav"
+    assert page.is_visible("#sphere-point")
+    assert page.is_visible("#timeline") and page.locator("#chart polyline").count() == 3
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_page_records_the_microphone_and_sends_readable_wav(browser, url):
+    page = browser.new_page()
+    page.goto(f"{url}/")
+    page.click("#record")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Recording')")
+    time.sleep(1.0)
+    page.click("#record")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.text_content("#result-file").startswith("recording-")
+    assert re.fullmatch(r"\d\.\d\d", page.text_content("#arousal-value"))
+    assert "Predicted recording-" in page.text_content("#status")
+
+
+def test_the_page_shows_why_an_upload_was_refused(browser, url, tmp_path):
+    (tmp_path / "notes.txt").write_text("not audio\n")
+    page = browser.new_page()
+    page.goto(f"{url}/")
+    page.set_input_files("#file", str(tmp_path / "notes.txt"))
+    page.wait_for_selector("#status.error")
+    assert "(422)" in page.text_content("#status") and "not audio" in page.text_content("#status")
