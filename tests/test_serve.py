@@ -185,11 +185,18 @@ def test_requests_that_are_not_an_upload_are_4xx(url, clips):
     assert post(url, "a.wav", clips["a.wav"].read_bytes()).status_code == 200
 
 
-class Gate:
-    """A backend that holds every forward pass until ``release`` is set."""
+class Wrapped:
+    """A backend around another one."""
 
     def __init__(self, backend) -> None:
         self.backend, self.region_names, self.min_samples = backend, backend.region_names, backend.min_samples
+
+
+class Gate(Wrapped):
+    """A backend that holds every forward pass until ``release`` is set."""
+
+    def __init__(self, backend) -> None:
+        super().__init__(backend)
         self.entered, self.release = threading.Event(), threading.Event()
 
     def __call__(self, waveform, lengths):
@@ -214,6 +221,29 @@ def test_more_uploads_than_may_wait_are_answered_503(model, clips):
             gate.release.set()
             assert busy.status_code == 503 and "retry later" in busy.json()["detail"]
             assert running.result().status_code == waiting.result().status_code == 200
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=30)
+
+
+class FailsOnce(Wrapped):
+    """A backend whose first forward pass fails, as a model out of GPU memory would."""
+
+    failed = False
+
+    def __call__(self, waveform, lengths):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("out of memory")
+        return self.backend(waveform, lengths)
+
+
+def test_a_model_failure_is_a_500_for_its_requests_and_the_service_goes_on(model, clips):
+    address, uvicorn_server, thread = run_in_thread(create_app(FailsOnce(TorchBackend(model))))
+    clip = clips["a.wav"].read_bytes()
+    try:
+        assert post(address, "a.wav", clip).status_code == 500
+        assert post(address, "a.wav", clip).status_code == 200
     finally:
         uvicorn_server.should_exit = True
         thread.join(timeout=30)

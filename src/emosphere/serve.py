@@ -186,10 +186,13 @@ class Values(BaseModel):
         description="probability of each region, by name (null without a region head)")
 
 
-class FileValues(Values):
+class Upload(BaseModel):
+    file: str = Field(description="the uploaded file's name")
+
+
+class FileValues(Values, Upload):  # fields in the order file, Values, windows
     """An upload's predictions: the duration-weighted aggregate of its windows, and the windows."""
 
-    file: str = Field(description="the uploaded file's name")
     windows: list[Values] = Field(
         description=f"one entry per window, in time order, for audio longer than one window ({WINDOW_SECONDS:g} s "
                     f"windows every {HOP_SECONDS:g} s); empty otherwise")
