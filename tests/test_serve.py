@@ -45,14 +45,15 @@ def model():
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
-    """Short clips in several formats, rates and channel counts, and 30 s of audio (4 windows)."""
+    """Short clips in several formats, rates and channel counts, and 30 s of audio (4 windows, 0.92 MiB:
+    close to the 1 MiB upload limit)."""
     root = tmp_path_factory.mktemp("clips")
     stereo = tone(22050, 2.3, (250, 2000))
     audio = {
         "a.wav": (tone(16000, 1.0), 16000),
         "b.flac": (np.stack([stereo, 0.5 * stereo], 1), 22050),
         "c.ogg": (tone(44100, 0.8, (500, 1500)), 44100),
-        "long.wav": (tone(8000, 30.0, (300, 700, 1900)), 8000),
+        "long.wav": (tone(16000, 30.0, (300, 700, 1900)), 16000),
     }
     for name, (samples, rate) in audio.items():
         sf.write(root / name, samples, rate)

@@ -264,17 +264,18 @@ class UploadLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
-        received = int(declared) if declared.isdigit() else 0
+        length = Headers(scope=scope).get("content-length", "")
+        declared = int(length) if length.isdigit() else 0
+        received = 0
 
         async def limited() -> Message:
             # FastAPI passes an HTTPException raised while it reads the body on to the exception handler.
             nonlocal received
-            if received > self.max_bytes:
-                raise HTTPException(413, f"upload too large: the limit is {self.max_bytes / 2**20:g} MiB")
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            message: Message = {}
+            if declared <= self.max_bytes:  # else refuse before reading
+                message = await receive()
+                received += len(message.get("body", b""))
+            if max(declared, received) > self.max_bytes:
                 raise HTTPException(413, f"upload too large: the limit is {self.max_bytes / 2**20:g} MiB")
             return message
 
