@@ -1,10 +1,10 @@
 """Service load: requests per second and p50/p95 latency of ``emosphere serve`` on loopback.
 
-For each mode, with cross-request batching (the default) and without it
-(``--no-batching``), a server is started in its own process on a free
-loopback port; then 1, 4 and 16 concurrent clients (asyncio tasks sharing one
-httpx client) post generated clips back to back until ``--requests`` have
-been answered. Reported per mode and client count: requests per second,
+Two servers are started, each in its own process on a free loopback port:
+one with cross-request batching (the default), one without
+(``--no-batching``). Then 1, 4 and 16 concurrent clients (asyncio tasks
+sharing one httpx client) post generated clips back to back to each server in
+turn (the idle server sleeps) until ``--requests`` have been answered. Reported per mode and client count: requests per second,
 p50 / p95 latency (seconds from sending the upload to the parsed answer), and
 the mean number of requests per pool the server ran (from ``/health``). Every
 answer must be 200, and the two modes must give the same values for each
@@ -117,13 +117,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model(args.hidden, args.layers, audio).save_pretrained(Path(tmp) / "model")
-        for mode, options in MODES.items():
-            process, address = start_server(model_dir, options, args.batch_size)
-            try:
-                asyncio.run(load(address, clips, 1, min(2, args.requests), args.timeout))  # warm-up
-                results[mode] = [asyncio.run(load(address, clips, clients, args.requests, args.timeout))
-                                 for clients in args.clients]
-            finally:
+        servers = {}
+        try:
+            for mode, options in MODES.items():
+                servers[mode] = start_server(model_dir, options, args.batch_size)
+                asyncio.run(load(servers[mode][1], clips, 1, min(2, args.requests), args.timeout))  # warm-up
+            for clients in args.clients:  # the modes take turns, so that a busy spell hits them alike
+                for mode, (_, address) in servers.items():
+                    run = asyncio.run(load(address, clips, clients, args.requests, args.timeout))
+                    results.setdefault(mode, []).append(run)
+        finally:
+            for process, _ in servers.values():
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=60)
     keys = [f"{d}_unit" for d in ("arousal", "valence", "dominance")]
