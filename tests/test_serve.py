@@ -30,6 +30,7 @@ httpx = pytest.importorskip("httpx", reason="the service tests need httpx (in th
 from conftest import tiny_model, tone  # noqa: E402
 from emosphere.cli import build_parser, main  # noqa: E402
 from emosphere.inference import TorchBackend  # noqa: E402
+from emosphere.inputs import InputError  # noqa: E402
 from emosphere.serve import Settings, create_app, listen, server  # noqa: E402
 from emosphere.sphere import DIMENSIONS  # noqa: E402
 
@@ -287,13 +288,26 @@ def test_every_serve_option_is_explained():
     (["--model", "/no/such/model"], "/no/such/model: no such model directory"),
     (["--model", "m", "--port", "70000"], "port 70000 is outside 0-65535"),
     (["--model", "m", "--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid"),
-    (["--model", "m", "--batch-size", "0"], "batch size >= 1"),
-    (["--model", "m", "--max-upload-mb", "0"], "limits > 0"),
+    (["--model", "m", "--port", "-1"], "--port: must be >= 0"),
+    (["--model", "m", "--batch-size", "0"], "--batch-size: must be >= 1"),
+    (["--model", "m", "--max-upload-mb", "0"], "--max-upload-mb: must be > 0"),
+    (["--model", "m", "--batch-wait-ms", "-5"], "--batch-wait-ms: must be >= 0"),
 ])
 def test_serve_mistakes_are_one_line_and_exit_2(args, message, capsys):
-    assert main(["serve", *args]) == 2
+    try:
+        code = main(["serve", *args])
+    except SystemExit as exit:  # argparse's own checks
+        code = exit.code
+    assert code == 2
     error = capsys.readouterr().err.strip()
     assert message in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("changes", [{"batch_size": 0}, {"max_pending": 0}, {"batch_wait": -1.0},
+                                     {"max_upload_mb": 0.0}, {"max_seconds": -1.0}])
+def test_settings_no_service_can_use_are_refused(changes):
+    with pytest.raises(InputError, match="need"):
+        Settings(**changes)
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(capsys):

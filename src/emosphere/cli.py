@@ -215,30 +215,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .inputs import InputError
+    from .errors import UserError
     from .predict import load_backend
 
     try:
         from .serve import Settings, create_app, listen, server
     except ImportError as error:
-        log.error("emosphere serve needs fastapi, uvicorn and python-multipart: pip install 'emosphere[serve]' (%s)",
-                  error)
-        return 2
-    try:
-        settings = Settings(batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000,
-                            cross_request=not args.no_batching, max_upload_mb=args.max_upload_mb,
-                            max_seconds=args.max_seconds, max_pending=args.max_pending)
-        sock = listen(args.host, args.port)
-    except InputError as error:
-        log.error("%s", error)
-        return 2
-    with sock:
+        raise UserError("emosphere serve needs fastapi, uvicorn and python-multipart: "
+                        f"pip install 'emosphere[serve]' ({error})") from None
+    settings = Settings(batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000,
+                        cross_request=not args.no_batching, max_upload_mb=args.max_upload_mb,
+                        max_seconds=args.max_seconds, max_pending=args.max_pending)
+    with listen(args.host, args.port) as sock:
         try:
             backend = load_backend(args.model, args.backend, args.device, args.precision)
         except ImportError as error:
-            log.error("the %s backend cannot be loaded (for onnx: pip install 'emosphere[onnx]'): %s", args.backend,
-                      error)
-            return 2
+            raise UserError(f"the {args.backend} backend cannot be loaded (for onnx: pip install "
+                            f"'emosphere[onnx]'): {error}") from None
         host, port = sock.getsockname()[:2]
         print(f"serving {args.model} on http://{host}:{port}/ (the page), POST /predict, GET /health, "
               "GET /openapi.json; Ctrl-C stops", flush=True)
@@ -398,19 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True,
                    help="model directory or Hugging Face hub id; with --backend onnx, the exported .onnx file")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)")
+    p.add_argument("--port", type=COUNT, default=8000, help="port to listen on (default 8000; 0: any free port)")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="run the model with PyTorch or ONNX Runtime (default torch)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     _add_precision_option(p)
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="windows per forward pass (default 8)")
+    p.add_argument("--batch-wait-ms", type=NON_NEGATIVE, default=5.0,
                    help="how long the model waits for other requests to batch with the first (default 5 ms)")
     p.add_argument("--no-batching", action="store_true",
                    help="run each request on its own instead of batching concurrent requests together")
-    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MiB (default 50)")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio in seconds (default 600)")
-    p.add_argument("--max-pending", type=int, default=64,
+    p.add_argument("--max-upload-mb", type=POSITIVE, default=50.0, help="largest upload in MiB (default 50)")
+    p.add_argument("--max-seconds", type=POSITIVE, default=600.0, help="longest audio in seconds (default 600)")
+    p.add_argument("--max-pending", type=POSITIVE_INT, default=64,
                    help="uploads that may wait for the model; more are answered 503 (default 64)")
     p.set_defaults(func=cmd_serve)
 
