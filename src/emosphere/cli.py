@@ -400,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-wait-ms", type=NON_NEGATIVE, default=5.0,
                    help="how long the model waits for other requests to batch with the first (default 5 ms)")
     p.add_argument("--no-batching", action="store_true",
-                   help="run each request on its own instead of batching concurrent requests together")
+                   help="run each request on its own instead of batching concurrent requests together "
+                        "(faster on CPUs, see docs/benchmarks.md)")
     p.add_argument("--max-upload-mb", type=POSITIVE, default=50.0, help="largest upload in MiB (default 50)")
     p.add_argument("--max-seconds", type=POSITIVE, default=600.0, help="longest audio in seconds (default 600)")
     p.add_argument("--max-pending", type=POSITIVE_INT, default=64,
