@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import yaml
 
 from emosphere.config import EncoderConfig, ModelConfig
 
@@ -48,6 +49,16 @@ def tone(rate: int, seconds: float, tones=(220, 470, 1300)) -> np.ndarray:
         np.float32)
 
 
+def train_args(corpus, output, *extra):
+    """``emosphere train`` arguments for a tiny CPU run of 2 epochs on ``corpus``."""
+    encoder = yaml.safe_dump(TINY_WAVLM, default_flow_style=True).strip()
+    return ["train", f"data.corpus={corpus}", f"output_dir={output}", "trainer.max_epochs=2",
+            "trainer.accelerator=cpu", "trainer.devices=1", "trainer.progress=false", "trainer.log_every_n_steps=1",
+            "model.encoder.pretrained=false", f"model.encoder.config={encoder}", "model.head_hidden=32",
+            "model.head_dropout=0.0", "data.num_workers=0", "data.batch_size=8", "optim.lr=3e-3",
+            "optim.accumulate_grad_batches=1", *extra]
+
+
 def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
     """An MSP-Podcast-layout corpus of tones whose loudness follows arousal and pitch follows valence."""
     rng = np.random.default_rng(seed)
@@ -77,3 +88,13 @@ def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("corpus"), {"Train": 40, "Development": 12, "Test1": 12})
+
+
+@pytest.fixture(scope="session")
+def trained_run(corpus, tmp_path_factory) -> Path:
+    """A finished tiny training run (2 epochs, not evaluated); copy it before changing it."""
+    from emosphere.cli import main
+
+    output = tmp_path_factory.mktemp("trained_run")
+    assert main(train_args(corpus, output, "--no-eval")) == 0
+    return output

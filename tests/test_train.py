@@ -15,22 +15,13 @@ import torch
 import yaml
 
 import emosphere
-from conftest import TINY_WAVLM, write_corpus
+from conftest import TINY_WAVLM, train_args, write_corpus
 from emosphere.cli import main
 from emosphere.config import ConfigError, RunConfig
 from emosphere.labels import Corpus, prepare_labels
 from emosphere.model import EmoSphereSER
 from emosphere.sphere import RegionSet
 from emosphere.train import AtomicCheckpointIO, EmoSphereData, EmoSphereTask
-
-
-def train_args(corpus, output, *extra):
-    encoder = yaml.safe_dump(TINY_WAVLM, default_flow_style=True).strip()
-    return ["train", f"data.corpus={corpus}", f"output_dir={output}", "trainer.max_epochs=2",
-            "trainer.accelerator=cpu", "trainer.devices=1", "trainer.progress=false", "trainer.log_every_n_steps=1",
-            "model.encoder.pretrained=false", f"model.encoder.config={encoder}", "model.head_hidden=32",
-            "model.head_dropout=0.0", "data.num_workers=0", "data.batch_size=8", "optim.lr=3e-3",
-            "optim.accumulate_grad_batches=1", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +228,9 @@ def test_a_mid_epoch_checkpoint_resumes_only_with_as_many_processes(corpus):
     datamodule.load_state_dict({"epoch": 3, "batches": 0, "processes": 4})  # an epoch's start: any number
     with pytest.raises(ConfigError, match="4 processes"):
         datamodule.load_state_dict({"epoch": 3, "batches": 5, "processes": 4})
+def test_tensorboard_gets_every_curve_of_the_csv_log(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves = set(pd.read_csv(run / "logs" / "version_0" / "metrics.csv").columns) - {"epoch", "step"}
+    events = EventAccumulator(str(run / "tensorboard" / "version_0")).Reload()
+    assert {"dev/ccc_mean", "train/aux_weight", "train/ccc_loss_epoch"} <= curves <= set(events.Tags()["scalars"])

@@ -14,6 +14,7 @@ cannot corrupt (:class:`AtomicCheckpointIO`). A run directory holds:
 * ``checkpoints/``: Lightning checkpoints: ``last.ckpt`` for ``--resume`` (written at each epoch end
   and every ``trainer.checkpoint_every_n_steps`` optimiser steps) and the best;
 * ``logs/version_N/metrics.csv``: metrics per step and epoch, one folder per start or resume;
+* ``tensorboard/version_N/``: the same curves for TensorBoard (``tensorboard --logdir runs``);
 * ``model/``: the best model as a model directory (see :mod:`emosphere.model`).
 """
 
@@ -32,7 +33,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
@@ -274,7 +275,9 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
         num_nodes=t.num_nodes, precision=precision, accumulate_grad_batches=config.optim.accumulate_grad_batches,
         gradient_clip_val=config.optim.gradient_clip_val or None, callbacks=callbacks,
         plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
-        logger=CSVLogger(run_dir, name="logs"), log_every_n_steps=t.log_every_n_steps,
+        logger=[CSVLogger(run_dir, name="logs"),
+                TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False)],
+        log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress, use_distributed_sampler=False, num_sanity_val_steps=0,
     )
 
