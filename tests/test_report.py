@@ -1,0 +1,81 @@
+"""The run report: every plot written, one self-contained HTML page, and the numbers behind the plots."""
+
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emosphere.cli import main
+from emosphere.config import ObjectiveConfig
+from emosphere.report import aux_weights, error_by_bin, group_ccc, region_predictions
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_a_run_without_evaluation(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert main(["report", str(run), "--output", str(tmp_path / "report"), "--split", "Test1"]) == 0
+    assert (run / "eval_Test1" / "predictions_full.csv").is_file()  # evaluated on the way
+    pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
+    assert pngs == ["bias.png", "confusion.png", "curves.png", "groups.png", "projections.png", "scatter.png",
+                    "sphere.png"]
+    assert all((tmp_path / "report" / p).read_bytes().startswith(PNG) for p in pngs)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == len(pngs)
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page)  # nothing fetched from a network
+    assert "CCC per gender" in page and "Test1 (n=" in page
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "{tmp}/none", "--output", "{tmp}/out"], "no such run directory"),
+    (["report", "{tmp}", "--output", "{tmp}/out"], "not a run directory"),
+])
+def test_report_mistakes_are_one_line(tmp_path, capsys, args, message):
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+
+
+def test_a_split_that_is_not_in_the_run_is_named(trained_run, tmp_path, capsys):
+    assert main(["report", str(trained_run), "--output", str(tmp_path), "--split", "Test9"]) == 2
+    assert "Test9" in capsys.readouterr().err
+
+
+def test_error_by_bin_shows_the_pull_to_the_middle():
+    true = np.tile(np.linspace(1, 7, 61)[:, None], (1, 3))
+    predicted = 4 + 0.5 * (true - 4)  # a model that shrinks towards the midpoint
+    table = error_by_bin(predicted, true)
+    arousal = table[table["dimension"] == "arousal"].set_index("centre")["mean_error"]
+    assert arousal.iloc[0] > 1 and arousal.iloc[-1] < -1 and abs(arousal.loc[4.25]) < 0.2
+    assert table.groupby("dimension")["n"].sum().tolist() == [61, 61, 61]
+
+
+def test_groups_get_their_own_ccc():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(1, 7, (40, 3))
+    table = pd.DataFrame(np.c_[true, true], columns=["arousal", "valence", "dominance", "true_EmoAct",
+                                                     "true_EmoVal", "true_EmoDom"])
+    table["Gender"] = ["Female"] * 30 + ["Male"] * 10
+    table.loc[table["Gender"] == "Male", "valence"] = 4.0  # a model that fails on one group
+    genders = group_ccc(table, "Gender", min_n=11).set_index("Gender")
+    assert list(genders.index) == ["Female"]  # 10 male rows are too few
+    genders = group_ccc(table, "Gender").set_index("Gender")
+    assert genders.loc["Female", "valence"] == pytest.approx(1.0) and genders.loc["Male", "valence"] == 0.0
+
+
+def test_regions_come_from_the_values_without_a_region_head():
+    table = pd.DataFrame({"arousal": [6.0, 2.0], "valence": [6.0, 6.0], "dominance": [6.0, 2.0],
+                          "true_EmoAct": [6.0, 6.0], "true_EmoVal": [6.0, 6.0], "true_EmoDom": [6.0, 6.0]})
+    truth, guess, names = region_predictions(table, "octant")
+    assert [names[i] for i in truth] == ["I", "I"] and [names[i] for i in guess] == ["I", "VI"]
+    table["region"] = ["II", "I"]  # the region head's answer wins when there is one
+    assert [names[i] for i in region_predictions(table, "octant")[1]] == ["II", "I"]
+
+
+def test_aux_weight_per_epoch_is_logged_or_from_the_schedule():
+    epochs = pd.DataFrame({"train/aux_weight": [1.0, np.nan, np.nan]}, index=[0, 1, 2])
+    weights = aux_weights(epochs, ObjectiveConfig(aux_decay_epochs=2))
+    assert weights.tolist() == pytest.approx([1.0, 0.505, 0.0])
