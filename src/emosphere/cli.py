@@ -1,4 +1,5 @@
-"""The ``emosphere`` command: prepare, check, train, evaluate, predict, export, serve, demo-corpus.
+"""The ``emosphere`` command: prepare, check, train, evaluate, predict, export, serve, demo-corpus,
+report, ablate, import-original.
 
 Exit codes: 0 done; 1 some files of a batch job failed (listed in its errors
 file); 2 a mistake in what the user gave (options, config, paths, data): one
@@ -249,6 +250,48 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        from .report import write_report
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        log.error("the report needs matplotlib (pip install 'emosphere[report]'): %s", error)
+        return 2
+    page = write_report(args.run_dir, args.output, split=args.split, batch_size=args.batch_size, device=args.device)
+    print(f"wrote {page} and its PNGs")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import collect, load_set, plan, run_set, write_tables
+
+    aset = load_set(args.set)
+    if args.output_dir:
+        aset.output_dir = args.output_dir
+    variants = plan(aset, args.overrides, args.variants.split(",") if args.variants else None)
+    failed = [] if args.collect_only else run_set(aset, variants)
+    csv_path, md_path = write_tables(collect(aset, variants), aset.output_dir, aset.split)
+    print(md_path.read_text())
+    print(f"wrote {csv_path} and {md_path}")
+    for variant, error in failed:
+        print(f"variant {variant.name} (seed {variant.seed}) failed: {error}")
+    return 1 if failed else 0
+
+
+def cmd_import_original(args: argparse.Namespace) -> int:
+    from .original import OriginalCheckpointError, import_original
+
+    try:
+        output = import_original(ssl=args.ssl, pool=args.pool, ser=args.ser, aux=args.aux, stats=args.stats,
+                                 encoder=args.encoder, output=args.output)
+    except OriginalCheckpointError as error:
+        log.error("%s", error)
+        return 2
+    print(f"wrote the model directory {output} (see {output}/imported_from.json); "
+          f"try: emosphere predict --model {output} --output predictions.csv <audio>")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="emosphere",
@@ -418,6 +461,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=COUNT, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo_corpus)
+
+    p = commands.add_parser("report", help="write an HTML report with plots of a training run",
+                            description="Plots of a run directory (training curves, predicted vs true, error by "
+                                        "true value, region confusion, the sphere, CCC per gender and speaker) as "
+                                        "PNGs and one self-contained report.html. Evaluates the split first when "
+                                        "the run has no eval_<split>/ folder.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory written by emosphere train")
+    p.add_argument("--output", required=True, type=Path, help="folder for report.html and the PNGs")
+    p.add_argument("--split", help="split to report (default: the run's development split)")
+    p.add_argument("--batch-size", type=int, default=16, help="utterances per batch if evaluating (default 16)")
+    p.add_argument("--device", default="cpu", help="torch device if evaluating (default cpu)")
+    p.set_defaults(func=cmd_report)
+
+    p = commands.add_parser("ablate", help="train the variants of an ablation set and compare them in a table",
+                            description="Train each variant of an ablation set (a base recipe plus overrides per "
+                                        "variant, see recipes/ablations/) one after another, one run directory "
+                                        "each; finished runs are skipped and interrupted ones resumed. Writes "
+                                        "ablation.csv and ablation.md (CCC per dimension and mean, region metrics, "
+                                        "time) in the set's output_dir. Exit code 1 if a variant failed.")
+    p.add_argument("set", type=Path, help="ablation set YAML, e.g. recipes/ablations/demo.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides for every variant, e.g. data.corpus=/data/MSP-Podcast")
+    p.add_argument("--variants", help="comma-separated names of the variants to run (default: all)")
+    p.add_argument("--output-dir", type=Path, help="where the run directories and tables go (default: the set's)")
+    p.add_argument("--collect-only", action="store_true", help="train nothing; only rebuild the table")
+    p.set_defaults(func=cmd_ablate)
+
+    p = commands.add_parser("import-original", help="turn the original recipe's checkpoints into a model directory",
+                            description="Import a checkpoint set written by the authors' EmoSphere-SER training "
+                                        "script or by the MSP-Podcast challenge baseline (e.g. its published "
+                                        "dim_ser.zip) into an emosphere model directory. See docs/import.md.")
+    p.add_argument("--ssl", required=True, type=Path, help="encoder state dict (best_ssl.pt / final_ssl.pt)")
+    p.add_argument("--pool", required=True,
+                   help="pooling state dict (best_pool.pt / final_pool.pt): MelStyleEncoder or "
+                        "AttentiveStatisticsPooling, recognised by its keys; the word mean for MeanPooling")
+    p.add_argument("--ser", required=True, type=Path,
+                   help="regression head state dict (best_dim_ser.pt / final_ser.pt), outputs arousal, dominance, "
+                        "valence on [0, 1]")
+    p.add_argument("--aux", type=Path,
+                   help="auxiliary octant head state dict (best_sev_ser.pt); without it, no region head")
+    p.add_argument("--stats", required=True, type=Path, help="waveform statistics pickle (train_norm_stat.pkl)")
+    p.add_argument("--encoder", default="microsoft/wavlm-large",
+                   help="hub id or local transformers directory whose config gives the encoder's architecture; "
+                        "the weights always come from --ssl (default microsoft/wavlm-large)")
+    p.add_argument("--output", required=True, type=Path, help="new model directory to write")
+    p.set_defaults(func=cmd_import_original)
     return parser
 
 

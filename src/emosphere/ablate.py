@@ -1,0 +1,273 @@
+"""Ablations: train a set of variants of one recipe and compare them in one table.
+
+An ablation set is a YAML file (``recipes/ablations/``)::
+
+    base: ../msp_podcast/emosphere_ser.yaml   # the recipe every variant starts from (relative to this file)
+    output_dir: runs/ablations/paper          # one run directory per variant and seed under it
+    split: Test1                              # the split the table reports
+    seeds: [7]
+    overrides: []                             # for every variant
+    variants:                                 # name -> overrides, in the command line's key=value syntax
+      paper: []
+      sphere45: [model.regions=sphere45]
+
+Each variant differs from the base by its overrides only, so the file shows
+exactly what each row of the table changes. :func:`run_set` trains the
+variants one after another (``<output_dir>/<variant>_seed<N>``, a normal run
+directory), resuming an interrupted run from its last checkpoint and skipping
+finished ones, and evaluates each on ``split``. :func:`collect` reads the runs
+into one table (:func:`write_tables`: ``ablation.csv`` and ``ablation.md``):
+CCC per dimension and mean on the split, the best development CCC and its
+epoch, region metrics (the variant's own region set, from its classifier or,
+without one, from the predicted values) and the octant accuracy of the
+predicted values (comparable across every variant), and the training time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import rundir
+from .config import ConfigError, RunConfig, load_config
+from .io import write_table, write_text_atomic
+from .labels import LABEL_COLUMNS
+from .metrics import region_metrics
+from .sphere import DIMENSIONS, RegionSet
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "ablation.json"
+"""Written in a run directory when its variant is done (time, overrides, resumed or not) or failed (the error)."""
+SET_KEYS = {"base", "output_dir", "split", "seeds", "overrides", "variants"}
+
+
+@dataclass
+class AblationSet:
+    base: Path
+    output_dir: Path
+    split: str = "Test1"
+    seeds: list[int] = field(default_factory=lambda: [7])
+    overrides: list[str] = field(default_factory=list)
+    variants: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Variant:
+    name: str
+    seed: int
+    overrides: list[str]
+    """The variant's own overrides (what the table says it changes)."""
+    config: RunConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and "=" in v for v in value):
+        raise ConfigError(f"{where}: expected a list of key=value strings, got {value!r}")
+    return value
+
+
+def load_set(path: str | os.PathLike) -> AblationSet:
+    """Read and check an ablation set file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: ablation set not found")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {sorted(SET_KEYS)}")
+    unknown = sorted(set(values) - SET_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(SET_KEYS)}")
+    for key in ("base", "output_dir", "variants"):
+        if key not in values:
+            raise ConfigError(f"{path}: missing key {key!r}")
+    variants = values["variants"]
+    if not isinstance(variants, dict) or not variants:
+        raise ConfigError(f"{path}: variants must map names to lists of key=value overrides")
+    seeds = values.get("seeds", [7])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{path}: seeds must be a list of integers, got {seeds!r}")
+    return AblationSet(
+        base=(path.parent / values["base"]).resolve(),
+        output_dir=Path(values["output_dir"]), split=str(values.get("split", "Test1")), seeds=seeds,
+        overrides=_strings(values.get("overrides"), f"{path}: overrides"),
+        variants={str(k): _strings(v, f"{path}: variants.{k}") for k, v in variants.items()},
+    )
+
+
+def plan(aset: AblationSet, overrides: list[str] | None = None, only: list[str] | None = None) -> list[Variant]:
+    """Every (variant, seed) to run, its config loaded and checked now (a typo fails before any
+    training). ``overrides`` (e.g. ``data.corpus=...``) apply to every variant, after the set's."""
+    names = list(aset.variants)
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {unknown}; the set has {names}")
+    planned = []
+    for name in [n for n in names if not only or n in only]:
+        for seed in aset.seeds:
+            run_dir = aset.output_dir / f"{name}_seed{seed}"
+            values = [*aset.overrides, *aset.variants[name], *(overrides or []),
+                      f"output_dir={run_dir}", f"trainer.seed={seed}"]
+            try:
+                config = load_config(aset.base, values)
+            except ConfigError as error:
+                raise ConfigError(f"variant {name}: {error}") from None
+            planned.append(Variant(name, seed, aset.variants[name], config))
+    return planned
+
+
+def state(variant: Variant) -> dict[str, Any]:
+    """What :data:`STATE_FILE` says about the variant's run (``{}`` when it has not finished or failed)."""
+    path = variant.run_dir / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def is_done(variant: Variant, split: str) -> bool:
+    return state(variant).get("status") == "done" and (variant.run_dir / f"eval_{split}" / "metrics.json").is_file()
+
+
+def run_variant(variant: Variant, split: str) -> None:
+    """Train (or resume, or only evaluate) one variant and record it as done."""
+    from .train import train
+
+    run_dir = variant.run_dir
+    trained = (run_dir / "model" / "config.json").is_file()
+    resumed = not trained and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    start = time.monotonic()
+    if not trained:
+        log.info("ablation %s (seed %d): %s training in %s", variant.name, variant.seed,
+                 "resuming" if resumed else "starting", run_dir)
+        train(variant.config, resume=resumed)
+    seconds = time.monotonic() - start
+    rundir.evaluation(run_dir, split, batch_size=variant.config.data.batch_size)
+    _record(variant, status="done", train_seconds=None if trained else round(seconds, 1), resumed=resumed)
+
+
+def _record(variant: Variant, **values: Any) -> None:
+    record = {"variant": variant.name, "seed": variant.seed, "overrides": variant.overrides, **values}
+    write_text_atomic(variant.run_dir / STATE_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def run_set(aset: AblationSet, variants: list[Variant]) -> list[tuple[Variant, str]]:
+    """Run every variant not done yet, one after another; a failing variant is logged and the
+    others still run. Rewrites the tables after each variant. Returns the failures."""
+    failed = []
+    for variant in variants:
+        if is_done(variant, aset.split):
+            log.info("ablation %s (seed %d): done already, skipped", variant.name, variant.seed)
+            continue
+        try:
+            run_variant(variant, aset.split)
+        except Exception as error:  # noqa: BLE001 - one failing variant must not stop the set
+            log.error("ablation %s (seed %d) failed: %s: %s", variant.name, variant.seed, type(error).__name__, error)
+            failed.append((variant, f"{type(error).__name__}: {error}"))
+            _record(variant, status="failed", error=failed[-1][1])
+        write_tables(collect(aset, variants), aset.output_dir, aset.split)
+    return failed
+
+
+def _octant_accuracy(predictions: pd.DataFrame) -> float:
+    octants = RegionSet("octant")
+    truth = octants.assign(predictions[[f"true_{c}" for c in LABEL_COLUMNS]].to_numpy(np.float64))
+    predicted = octants.assign(predictions[list(DIMENSIONS)].to_numpy(np.float64))
+    return region_metrics(predicted, truth, octants.num_classes)["accuracy"]
+
+
+def collect(aset: AblationSet, variants: list[Variant]) -> pd.DataFrame:
+    """One row per (variant, seed); runs not finished have ``status`` "not run" or "failed" (and
+    ``error``) and no figures."""
+    rows = []
+    for variant in variants:
+        config = variant.config
+        row: dict[str, Any] = {"variant": variant.name, "seed": variant.seed,
+                               "overrides": " ".join(variant.overrides) or "(base)",
+                               "regions": config.model.regions if config.objective.aux_schedule != "none" else "none",
+                               "aux_schedule": config.objective.aux_schedule, "pooling": config.model.pooling}
+        record = state(variant)
+        if not is_done(variant, aset.split):
+            rows.append({**row, "status": "failed" if record.get("status") == "failed" else "not run",
+                         "error": record.get("error", "")})
+            continue
+        metrics, predictions = rundir.evaluation(variant.run_dir, aset.split)
+        epochs = rundir.epoch_metrics(rundir.metric_log(variant.run_dir))
+        dev = epochs["dev/ccc_mean"].dropna() if "dev/ccc_mean" in epochs else pd.Series(dtype=float)
+        row.update({f"ccc_{k}": metrics["ccc"][k] for k in (*DIMENSIONS, "mean")})
+        row.update({"dev_ccc_mean_best": dev.max() if len(dev) else np.nan,
+                    "best_epoch": int(dev.idxmax()) if len(dev) else -1, "epochs": len(dev)})
+        region = metrics["region"]
+        row.update({"region_set": region["region_set"], "region_source": region["source"],
+                    "region_accuracy": region["accuracy"], "region_macro_f1": region["macro_f1"],
+                    "region_uar": region["uar"], "octant_accuracy_from_values": _octant_accuracy(predictions),
+                    "train_minutes": record["train_seconds"] / 60 if record["train_seconds"] else np.nan,
+                    "resumed": record["resumed"], "n": metrics["n"], "status": "done"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(values: pd.Series, digits: int = 3) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def markdown(table: pd.DataFrame, split: str) -> str:
+    """Per variant (mean ± sd over seeds when there are several): what it changes, CCC on ``split``,
+    the change of mean CCC from the first variant, region metrics and time."""
+    head = ["variant", "changes", "regions", "aux weight", "pooling", "seeds",
+            f"CCC A ({split})", "CCC V", "CCC D", "CCC mean", "Δ mean", "dev CCC mean (best epoch)",
+            "region acc / macro-F1 (source)", "octant acc from values", "train min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    done = table[table["status"] == "done"] if "status" in table else table.iloc[0:0]
+    reference = done[done["variant"] == table["variant"].iloc[0]]["ccc_mean"].mean() if len(done) else np.nan
+    for name, group in table.groupby("variant", sort=False):
+        first = group.iloc[0]
+        finished = group[group["status"] == "done"]
+        if finished.empty:
+            lines.append("| " + " | ".join([name, first["overrides"], first["regions"], first["aux_schedule"],
+                                            first["pooling"], "0", first["status"]] + ["-"] * 8) + " |")
+            continue
+        delta = finished["ccc_mean"].mean() - reference
+        epochs = ", ".join(str(e) for e in finished["best_epoch"])
+        region = (f"{_cell(finished['region_accuracy'])} / {_cell(finished['region_macro_f1'])} "
+                  f"({first['region_set']}, {finished['region_source'].iloc[0]})")
+        minutes = _cell(finished["train_minutes"], 1) + ("*" if finished["resumed"].any() else "")
+        lines.append("| " + " | ".join([
+            name, first["overrides"], first["regions"], first["aux_schedule"], first["pooling"], str(len(finished)),
+            _cell(finished["ccc_arousal"]), _cell(finished["ccc_valence"]), _cell(finished["ccc_dominance"]),
+            _cell(finished["ccc_mean"]), f"{delta:+.3f}", f"{_cell(finished['dev_ccc_mean_best'])} ({epochs})",
+            region, _cell(finished["octant_accuracy_from_values"]), minutes]) + " |")
+    notes = ["", f"CCC on the 1-7 scale over the whole {split} split; Δ mean: change of the mean CCC from the "
+             "first row. Region metrics use each variant's own region set (sphereN grids have more classes, so "
+             "their accuracy is not comparable with octants); without a region head they come from the "
+             "predicted values. Octant accuracy from values: the octant of the predicted A/V/D point against "
+             "the true one, comparable across variants."]
+    if "resumed" in done and done["resumed"].any():
+        notes.append("* resumed: the time covers the last segment of training only.")
+    return "\n".join(lines + notes) + "\n"
+
+
+def write_tables(table: pd.DataFrame, output_dir: str | os.PathLike, split: str) -> tuple[Path, Path]:
+    """``ablation.csv`` (one row per variant and seed) and ``ablation.md`` in ``output_dir``."""
+    output_dir = Path(output_dir)
+    csv_path, md_path = output_dir / "ablation.csv", output_dir / "ablation.md"
+    write_table(table, csv_path)
+    write_text_atomic(md_path, markdown(table, split))
+    return csv_path, md_path
