@@ -30,7 +30,8 @@ def test_bad_override_is_reported_not_raised(capsys):
     assert "trainer.max_epoch" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["prepare", "check", "train", "evaluate", "demo-corpus"])
+@pytest.mark.parametrize("command", ["prepare", "check", "train", "evaluate", "demo-corpus", "report", "ablate",
+                                     "import-original"])
 def test_every_option_is_explained(command):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
