@@ -135,7 +135,8 @@ def plot_scatter(predictions: pd.DataFrame, metrics: dict[str, Any], path: Path)
         ax.plot([1, 7], [1, 7], color="0.5", lw=1, ls="--")
         ax.set(xlim=(1, 7), ylim=(1, 7), aspect="equal", xlabel=f"true {name}", ylabel=f"predicted {name}",
                title=f"{name}: CCC {metrics['ccc'][name]:.3f}")
-        fig.colorbar(hexes, ax=ax, shrink=0.8, label="utterances")
+        fig.colorbar(hexes, ax=ax, shrink=0.8, label="utterances").ax.yaxis.get_major_locator().set_params(
+            integer=True)
     _save(fig, path)
 
 
