@@ -91,3 +91,13 @@ def test_ablate_runs_each_variant_once_resumes_and_tabulates(corpus, tmp_path, m
     assert calls == [(str(tmp_path / "runs" / "no_aux_seed7"), True)]
     state = json.loads((tmp_path / "runs" / "no_aux_seed7" / ablate.STATE_FILE).read_text())
     assert state["resumed"] is True and state["overrides"] == ["objective.aux_schedule=none"]
+
+    # more seeds for one variant: the table then shows both, as mean ± sd
+    monkeypatch.setattr(emosphere.train, "train", real_train)
+    assert main(["ablate", str(path), "--variants", "paper", "--seeds", "8"]) == 0
+    table = pd.read_csv(tmp_path / "runs" / "ablation.csv")
+    assert sorted(table.loc[table["variant"] == "paper", "seed"]) == [7, 8]
+    assert set(table.loc[table["variant"] != "paper", "seed"]) == {7}
+    paper = next(line for line in (tmp_path / "runs" / "ablation.md").read_text().splitlines()
+                 if line.startswith("| paper |"))
+    assert "| 2 |" in paper and "±" in paper

@@ -110,16 +110,18 @@ def load_set(path: str | os.PathLike) -> AblationSet:
     )
 
 
-def plan(aset: AblationSet, overrides: list[str] | None = None, only: list[str] | None = None) -> list[Variant]:
-    """Every (variant, seed) to run, its config loaded and checked now (a typo fails before any
-    training). ``overrides`` (e.g. ``data.corpus=...``) apply to every variant, after the set's."""
+def plan(aset: AblationSet, overrides: list[str] | None = None, only: list[str] | None = None,
+         seeds: list[int] | None = None) -> list[Variant]:
+    """Every (variant, seed) to run (``seeds`` default: the set's), its config loaded and checked now
+    (a typo fails before any training). ``overrides`` (e.g. ``data.corpus=...``) apply to every
+    variant, after the set's."""
     names = list(aset.variants)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; the set has {names}")
     planned = []
     for name in [n for n in names if not only or n in only]:
-        for seed in aset.seeds:
+        for seed in seeds or aset.seeds:
             run_dir = aset.output_dir / f"{name}_seed{seed}"
             values = [*aset.overrides, *aset.variants[name], *(overrides or []),
                       f"output_dir={run_dir}", f"trainer.seed={seed}"]
@@ -129,6 +131,15 @@ def plan(aset: AblationSet, overrides: list[str] | None = None, only: list[str] 
                 raise ConfigError(f"variant {name}: {error}") from None
             planned.append(Variant(name, seed, aset.variants[name], config))
     return planned
+
+
+def table_plan(aset: AblationSet, overrides: list[str] | None = None) -> list[Variant]:
+    """What the table covers: every variant with the set's seeds, plus any other seed that has a run
+    directory (extra seeds run with ``--seeds`` for some variants)."""
+    found = {int(p.name.rsplit("_seed", 1)[1]) for p in aset.output_dir.glob("*_seed*")
+             if p.name.rsplit("_seed", 1)[1].isdigit()}
+    variants = plan(aset, overrides, seeds=sorted(set(aset.seeds) | found))
+    return [v for v in variants if v.seed in aset.seeds or v.run_dir.is_dir()]
 
 
 def state(variant: Variant) -> dict[str, Any]:
@@ -163,9 +174,10 @@ def _record(variant: Variant, **values: Any) -> None:
     write_text_atomic(variant.run_dir / STATE_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def run_set(aset: AblationSet, variants: list[Variant]) -> list[tuple[Variant, str]]:
+def run_set(aset: AblationSet, variants: list[Variant],
+            overrides: list[str] | None = None) -> list[tuple[Variant, str]]:
     """Run every variant not done yet, one after another; a failing variant is logged and the
-    others still run. Rewrites the tables after each variant. Returns the failures."""
+    others still run. Rewrites the tables (:func:`table_plan`) after each variant. Returns the failures."""
     failed = []
     for variant in variants:
         if is_done(variant, aset.split):
@@ -177,7 +189,7 @@ def run_set(aset: AblationSet, variants: list[Variant]) -> list[tuple[Variant, s
             log.error("ablation %s (seed %d) failed: %s: %s", variant.name, variant.seed, type(error).__name__, error)
             failed.append((variant, f"{type(error).__name__}: {error}"))
             _record(variant, status="failed", error=failed[-1][1])
-        write_tables(collect(aset, variants), aset.output_dir, aset.split)
+        write_tables(collect(aset, table_plan(aset, overrides)), aset.output_dir, aset.split)
     return failed
 
 

@@ -263,14 +263,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablate import collect, load_set, plan, run_set, write_tables
+    from .ablate import collect, load_set, plan, run_set, table_plan, write_tables
+    from .config import ConfigError
 
     aset = load_set(args.set)
     if args.output_dir:
         aset.output_dir = args.output_dir
-    variants = plan(aset, args.overrides, args.variants.split(",") if args.variants else None)
-    failed = [] if args.collect_only else run_set(aset, variants)
-    csv_path, md_path = write_tables(collect(aset, variants), aset.output_dir, aset.split)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds}: expected comma-separated integers") from None
+    variants = plan(aset, args.overrides, args.variants.split(",") if args.variants else None, seeds)
+    failed = [] if args.collect_only else run_set(aset, variants, args.overrides)
+    csv_path, md_path = write_tables(collect(aset, table_plan(aset, args.overrides)), aset.output_dir, aset.split)
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
     for variant, error in failed:
@@ -484,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides for every variant, e.g. data.corpus=/data/MSP-Podcast")
     p.add_argument("--variants", help="comma-separated names of the variants to run (default: all)")
+    p.add_argument("--seeds", help="comma-separated seeds to run, e.g. 8,9 for more seeds of some variants "
+                                   "(default: the set's); the table covers every seed that has run")
     p.add_argument("--output-dir", type=Path, help="where the run directories and tables go (default: the set's)")
     p.add_argument("--collect-only", action="store_true", help="train nothing; only rebuild the table")
     p.set_defaults(func=cmd_ablate)

@@ -44,7 +44,8 @@ from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_sphe
 
 COLOURS = {"arousal": "#d62728", "valence": "#2ca02c", "dominance": "#1f77b4", "mean": "#333333"}
 MIN_SPEAKER_UTTERANCES = 10
-"""Speakers with fewer utterances in the split get no CCC of their own."""
+"""Speakers with fewer utterances in the split get no CCC of their own (nor does MSP-Podcast's
+``SpkrID`` "Unknown", which pools many speakers)."""
 
 
 @dataclass
@@ -387,7 +388,8 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split
     if groups:
         joined = predictions.merge(read_table(labels_path)[["FileName", *groups]], on="FileName", how="left")
         genders = group_ccc(joined, "Gender") if "Gender" in groups else None
-        speakers = group_ccc(joined, "SpkrID", MIN_SPEAKER_UTTERANCES) if "SpkrID" in groups else None
+        known = joined[joined["SpkrID"].astype(str) != "Unknown"] if "SpkrID" in groups else joined
+        speakers = group_ccc(known, "SpkrID", MIN_SPEAKER_UTTERANCES) if "SpkrID" in groups else None
         if any(g is not None and not g.empty for g in (genders, speakers)):
             plot_groups(genders, speakers, output / "groups.png")
             figures.append(Figure("groups.png", "CCC per gender and per speaker",
