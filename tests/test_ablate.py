@@ -50,6 +50,13 @@ def test_a_typo_in_any_variant_stops_the_set_before_training(corpus, tmp_path, c
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_missing_corpus_stops_the_set_before_training(corpus, tmp_path, capsys):
+    path = write_set(tmp_path, corpus, {"paper": []})
+    assert main(["ablate", str(path), f"data.corpus={tmp_path / 'nowhere'}"]) == 2
+    assert "nowhere/Labels/labels_consensus.csv: label file not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_the_repository_sets_load(tmp_path):
     for name in ("paper", "demo"):
         aset = ablate.load_set(Path(__file__).parents[1] / "recipes" / "ablations" / f"{name}.yaml")

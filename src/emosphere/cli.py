@@ -263,7 +263,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from .ablate import collect, load_set, plan, run_set, table_plan, write_tables
+    from .ablate import check_data, collect, load_set, plan, run_set, table_plan, write_tables
     from .config import ConfigError
 
     aset = load_set(args.set)
@@ -274,6 +274,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds}: expected comma-separated integers") from None
     variants = plan(aset, args.overrides, args.variants.split(",") if args.variants else None, seeds)
+    if not args.collect_only:
+        check_data(variants)
     failed = [] if args.collect_only else run_set(aset, variants, args.overrides)
     csv_path, md_path = write_tables(collect(aset, table_plan(aset, args.overrides)), aset.output_dir, aset.split)
     print(md_path.read_text())
