@@ -3,7 +3,8 @@
 :func:`write_report` reads a run directory (:mod:`emosphere.rundir`; the split
 is evaluated first when the run has no ``eval_<split>/``) and writes PNGs and
 one self-contained ``report.html`` (images embedded as data URIs, no network
-resources) to an output folder:
+resources) to an output folder. Figures are drawn with matplotlib's object API
+(no pyplot, so the caller's backend is left alone):
 
 * ``curves.png``: training and development losses per step, development CCC per
   dimension per epoch (best epoch marked), the auxiliary weight per epoch;
@@ -328,6 +329,9 @@ def _page(title: str, facts: dict[str, Any], metrics: dict[str, Any], figures: l
     parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()]
     parts += ["</table>", f"<h2>{html.escape(metrics['split'])} (n={metrics['n']})</h2>",
               "<p>CCC on the 1-7 scale over the whole split:</p>", _table(ccc_row), _table(region_row)]
+    if metrics.get("skipped"):
+        parts.append(f"<p>{len(metrics['skipped'])} file(s) could not be predicted and are left out "
+                     "(listed in metrics.json).</p>")
     for figure in figures:
         data = base64.b64encode((output / figure.file).read_bytes()).decode("ascii")
         parts += [f"<h2>{html.escape(figure.title)}</h2>", f"<p>{html.escape(figure.caption)}</p>",
@@ -346,9 +350,6 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split
                  batch_size: int = 16, device: str = "cpu") -> Path:
     """Write the PNGs and ``report.html`` of ``run_dir`` for ``split`` (default: the run's development
     split) to ``output``; returns the HTML's path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     run_dir, output = Path(run_dir), Path(output)
     config = rundir.open_run(run_dir)
     split = split or config.data.dev_split
