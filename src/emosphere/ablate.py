@@ -268,7 +268,7 @@ def markdown(table: pd.DataFrame, split: str) -> str:
                                             first["pooling"], "0", first["status"]] + ["-"] * 8) + " |")
             continue
         delta = finished["ccc_mean"].mean() - reference
-        epochs = ", ".join(str(e) for e in finished["best_epoch"])
+        epochs = ", ".join(str(int(e)) for e in finished["best_epoch"])
         region = (f"{_cell(finished['region_accuracy'])} / {_cell(finished['region_macro_f1'])} "
                   f"({first['region_set']}, {finished['region_source'].iloc[0]})")
         minutes = _cell(finished["train_minutes"], 1) + ("*" if finished["resumed"].any() else "")
