@@ -251,12 +251,13 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    try:
-        from .report import write_report
-        import matplotlib  # noqa: F401
-    except ImportError as error:
-        log.error("the report needs matplotlib (pip install 'emosphere[report]'): %s", error)
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        log.error("the report needs matplotlib: pip install 'emosphere[report]'")
         return 2
+    from .report import write_report
+
     page = write_report(args.run_dir, args.output, split=args.split, batch_size=args.batch_size, device=args.device)
     print(f"wrote {page} and its PNGs")
     return 0
