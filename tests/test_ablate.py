@@ -53,7 +53,8 @@ def test_a_typo_in_any_variant_stops_the_set_before_training(corpus, tmp_path, c
 def test_a_missing_corpus_stops_the_set_before_training(corpus, tmp_path, capsys):
     path = write_set(tmp_path, corpus, {"paper": []})
     assert main(["ablate", str(path), f"data.corpus={tmp_path / 'nowhere'}"]) == 2
-    assert "nowhere/Labels/labels_consensus.csv: label file not found" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "variant paper: data.corpus:" in error and "nowhere: no such folder" in error
     assert not (tmp_path / "runs").exists()
 
 

@@ -40,7 +40,7 @@ import yaml
 from . import rundir
 from .config import ConfigError, RunConfig, load_config
 from .io import write_table, write_text_atomic
-from .labels import LABEL_COLUMNS, Corpus
+from .labels import LABEL_COLUMNS
 from .metrics import region_metrics
 from .sphere import DIMENSIONS, RegionSet
 
@@ -134,14 +134,15 @@ def plan(aset: AblationSet, overrides: list[str] | None = None, only: list[str] 
 
 
 def check_data(variants: list[Variant]) -> None:
-    """Raise :class:`ConfigError` if a variant's label file is missing (before anything trains)."""
+    """Raise :class:`ConfigError` naming the variant if its corpus or output folder cannot be used
+    (:func:`emosphere.check.check_paths`), before anything trains."""
+    from .check import check_paths
+
     for variant in variants:
-        data = variant.config.data
-        if not data.corpus and not data.labels:
-            raise ConfigError(f"variant {variant.name}: data.corpus is not set (add data.corpus=/path/to/corpus)")
-        labels = Corpus.at(data.corpus, data.labels, data.audio_dir).labels
-        if not labels.is_file():
-            raise ConfigError(f"variant {variant.name}: {labels}: label file not found (check data.corpus)")
+        try:
+            check_paths(variant.config)
+        except ConfigError as error:
+            raise ConfigError(f"variant {variant.name}: {error}") from None
 
 
 def table_plan(aset: AblationSet, overrides: list[str] | None = None) -> list[Variant]:

@@ -287,14 +287,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_import_original(args: argparse.Namespace) -> int:
-    from .original import OriginalCheckpointError, import_original
+    from .original import import_original
 
-    try:
-        output = import_original(ssl=args.ssl, pool=args.pool, ser=args.ser, aux=args.aux, stats=args.stats,
-                                 encoder=args.encoder, output=args.output)
-    except OriginalCheckpointError as error:
-        log.error("%s", error)
-        return 2
+    output = import_original(ssl=args.ssl, pool=args.pool, ser=args.ser, aux=args.aux, stats=args.stats,
+                             encoder=args.encoder, output=args.output)
     print(f"wrote the model directory {output} (see {output}/imported_from.json); "
           f"try: emosphere predict --model {output} --output predictions.csv <audio>")
     return 0
@@ -478,8 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory written by emosphere train")
     p.add_argument("--output", required=True, type=Path, help="folder for report.html and the PNGs")
     p.add_argument("--split", help="split to report (default: the run's development split)")
-    p.add_argument("--batch-size", type=int, default=16, help="utterances per batch if evaluating (default 16)")
-    p.add_argument("--device", default="cpu", help="torch device if evaluating (default cpu)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16,
+                   help="utterances per batch if evaluating (default 16)")
+    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device if evaluating (default cpu)")
     p.set_defaults(func=cmd_report)
 
     p = commands.add_parser("ablate", help="train the variants of an ablation set and compare them in a table",

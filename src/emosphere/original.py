@@ -54,6 +54,7 @@ import torch
 
 from .audio import AudioStats
 from .config import EncoderConfig, ModelConfig
+from .errors import UserError
 from .io import write_text_atomic
 from .sphere import DIMENSIONS, OCTANT_NAMES, RegionSet
 
@@ -74,7 +75,7 @@ _OPTIONAL_ENCODER_KEYS = ("masked_spec_embed",)
 """Used only for masking during pre-training; kept from whichever side has it."""
 
 
-class OriginalCheckpointError(ValueError):
+class OriginalCheckpointError(UserError, ValueError):
     """A checkpoint set that cannot be imported; the message names the file."""
 
 
