@@ -6,7 +6,8 @@ import pytest
 from emosphere.check import check_strategy, encoder_min_samples
 from emosphere.config import ConfigError, RunConfig, load_config
 
-RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml"))
+RECIPES = sorted(p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml")
+                 if p.parent.name != "ablations")  # ablation sets, not run configs: tests/test_ablate.py
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)

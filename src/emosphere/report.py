@@ -37,8 +37,8 @@ import pandas as pd
 
 from . import rundir
 from .io import atomic_path, read_table, write_text_atomic
-from .config import ObjectiveConfig
-from .labels import LABEL_COLUMNS
+from .config import ObjectiveConfig, RunConfig
+from .labels import LABEL_COLUMNS, Corpus, LabelError, read_consensus
 from .losses import aux_weight
 from .metrics import ccc
 from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical
@@ -346,6 +346,21 @@ def _page(title: str, facts: dict[str, Any], metrics: dict[str, Any], figures: l
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
+def _speaker_table(run_dir: Path, config: RunConfig, files: pd.Series) -> pd.DataFrame | None:
+    """``FileName`` with ``Gender`` and ``SpkrID`` where known: from the run's ``labels.csv``, else
+    from the label file of its corpus (splits training did not prepare); None if neither has them."""
+    labels = run_dir / rundir.LABELS
+    if labels.is_file():
+        table = read_table(labels)
+        if set(files) <= set(table["FileName"]):
+            return table
+    data = config.data
+    try:
+        return read_consensus(Corpus.at(data.corpus or ".", data.labels, data.audio_dir).labels)
+    except (LabelError, OSError):
+        return None
+
+
 def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split: str | None = None,
                  batch_size: int = 16, device: str = "cpu") -> Path:
     """Write the PNGs and ``report.html`` of ``run_dir`` for ``split`` (default: the run's development
@@ -383,11 +398,10 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split
                "Grey: labels; red: predictions; lines at the scale midpoint 4 (the octant boundaries)."),
     ]
     extra = []
-    labels_path = run_dir / rundir.LABELS
-    columns = read_table(labels_path).columns if labels_path.is_file() else []
-    groups = [c for c in ("Gender", "SpkrID") if c in columns]
+    speakers_table = _speaker_table(run_dir, config, predictions["FileName"])
+    groups = [c for c in ("Gender", "SpkrID") if speakers_table is not None and c in speakers_table]
     if groups:
-        joined = predictions.merge(read_table(labels_path)[["FileName", *groups]], on="FileName", how="left")
+        joined = predictions.merge(speakers_table[["FileName", *groups]], on="FileName", how="left")
         genders = group_ccc(joined, "Gender") if "Gender" in groups else None
         known = joined[joined["SpkrID"].astype(str) != "Unknown"] if "SpkrID" in groups else joined
         speakers = group_ccc(known, "SpkrID", MIN_SPEAKER_UTTERANCES) if "SpkrID" in groups else None

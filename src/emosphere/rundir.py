@@ -7,6 +7,8 @@ ablation table read runs only through these functions:
 
 * :func:`open_run`: the run's config, or a :class:`FileNotFoundError` naming what is missing;
 * :func:`metric_log` / :func:`epoch_metrics`: the logged curves, every version in order;
+* :func:`split_rows`: the prepared rows of a split: from ``labels.csv`` (training prepares
+  its training and development splits), else prepared from the run's corpus;
 * :func:`evaluation`: the metrics and predictions of a split, evaluating the run's best
   model first (through :func:`emosphere.evaluate.evaluate`) when ``eval_<split>/`` is missing.
 """
@@ -60,12 +62,29 @@ def epoch_metrics(log: pd.DataFrame) -> pd.DataFrame:
     return values
 
 
+def split_rows(run_dir: str | os.PathLike, split: str) -> pd.DataFrame:
+    """The prepared rows of ``split``: from the run's ``labels.csv`` when it has them, else prepared
+    from the corpus the run's config names (as ``emosphere evaluate`` does)."""
+    from .labels import Corpus, prepare_labels, split as rows_of
+    from .sphere import RegionSet
+
+    run_dir = Path(run_dir)
+    if (run_dir / LABELS).is_file():
+        table = read_table(run_dir / LABELS)
+        if (table["Split_Set"] == split).any():
+            return rows_of(table, split)
+    config = open_run(run_dir)
+    data, model = config.data, config.model
+    corpus = Corpus.at(data.corpus or ".", data.labels, data.audio_dir)
+    table = prepare_labels(corpus, RegionSet(model.regions, model.origin_radius), keep_other=data.keep_other,
+                           progress=False)
+    return rows_of(table, split)
+
+
 def evaluation(run_dir: str | os.PathLike, split: str, *, batch_size: int = 16,
                device: str = "cpu") -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics and ``predictions_full.csv`` of ``eval_<split>/``; when they are missing, the run's
-    ``model/`` is evaluated on the split of its ``labels.csv`` and the folder is written."""
-    from .labels import split as split_rows
-
+    ``model/`` is evaluated on the split (:func:`split_rows`) and the folder is written."""
     run_dir = Path(run_dir)
     output = run_dir / f"eval_{split}"
     if (output / "metrics.json").is_file() and (output / "predictions_full.csv").is_file():
@@ -73,12 +92,11 @@ def evaluation(run_dir: str | os.PathLike, split: str, *, batch_size: int = 16,
     from .evaluate import evaluate, write_evaluation
     from .model import EmoSphereSER
 
-    for needed in (run_dir / "model", run_dir / LABELS):
-        if not needed.exists():
-            raise FileNotFoundError(f"{run_dir}: no {needed.name} to evaluate split {split!r} with "
-                                    "(the run did not finish training?)")
+    if not (run_dir / "model").exists():
+        raise FileNotFoundError(f"{run_dir}: no model to evaluate split {split!r} with (the run did not finish "
+                                "training?)")
+    rows = split_rows(run_dir, split)
     model = EmoSphereSER.from_pretrained(run_dir / "model", device=device)
-    rows = split_rows(read_table(run_dir / LABELS), split)
     metrics, predictions = evaluate(model, rows, split=split, batch_size=batch_size, device=device)
     write_evaluation(metrics, predictions, output)
     return metrics, predictions
