@@ -37,7 +37,7 @@ def to_mono_16k(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
     """Mix (frames, channels) or (frames,) audio down to mono and resample it to 16 kHz."""
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 2:
-        samples = samples.mean(axis=1)
+        samples = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1)
     elif samples.ndim != 1:
         raise AudioError(f"expected (samples,) or (samples, channels) audio, got shape {samples.shape}")
     if sampling_rate != SAMPLE_RATE:
@@ -45,13 +45,19 @@ def to_mono_16k(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
     return samples
 
 
-def load(path: str | os.PathLike, max_seconds: float | None = None) -> np.ndarray:
-    """Decode a file to 16 kHz mono float32, keeping at most its first ``max_seconds``."""
+def load(path: str | os.PathLike, max_seconds: float | None = None, offset: float = 0.0) -> np.ndarray:
+    """Decode a file to 16 kHz mono float32 from ``offset`` seconds on (seeking there, without
+    decoding what comes before), keeping at most ``max_seconds``."""
     try:
         with sf.SoundFile(str(path)) as f:
             rate = f.samplerate
             if not plausible_rate(rate):  # a damaged header; resampling it could exhaust memory
                 raise AudioError(f"{path}: implausible sample rate {rate} Hz")
+            first = int(round(offset * rate))
+            if first >= f.frames > 0:
+                raise AudioError(f"{path}: starts at {offset} s, after the end of the audio ({f.frames / rate} s)")
+            if first:
+                f.seek(first)
             frames = -1 if max_seconds is None else int(math.ceil(max_seconds * rate))
             samples = f.read(frames=frames, dtype="float32", always_2d=True)
     except DECODE_ERRORS as error:

@@ -1,21 +1,36 @@
-"""What a user asks to predict: audio files, folders, manifests, globs and arrays.
+"""What a user asks to predict: audio files, folders, manifests, segment tables, globs and arrays.
 
-:func:`collect_inputs` turns command-line inputs into audio file paths;
-:func:`as_sources` turns the Python API's inputs (paths or arrays) into
-sources; :func:`load_source` decodes one source to 16 kHz mono float32.
-A file source is its path (a plain ``str``, so that long lists stay small);
-audio already in memory is an :class:`ArraySource`.
+:func:`iter_inputs` turns command-line inputs into a lazy stream of sources:
+folders are walked, list files and tables are read as they are consumed, so a
+list of millions of files is never held in memory (a glob's matches, and the
+entries of one folder, are sorted in memory). :func:`as_sources` turns the
+Python API's inputs (paths or arrays) into a list of sources;
+:func:`load_source` decodes one source to 16 kHz mono float32.
+
+A source is one of:
+
+* a whole audio file: its path, a plain ``str`` (so that long lists stay small);
+* a :class:`Segment`: ``start`` to ``end`` seconds of a file (from a table with
+  ``file``, ``start`` and ``end`` columns, as audinterface writes them); only
+  that stretch is read;
+* an :class:`ArraySource`: audio already in memory.
+
+:func:`source_key` is what identifies a source in an output table: its path,
+or for a segment (path, start, end).
 
 Usage mistakes (an input that does not exist, a manifest without a path
-column, an array without a sampling rate) raise :class:`InputError`. A file
-that exists but cannot be decoded is not a usage mistake: it fails when it is
-read, and only that file fails.
+column, a segment row whose end is not after its start, an array without a
+sampling rate) raise :class:`InputError`, naming the input and row; they are
+raised when the stream reaches them (``emosphere predict`` reads the stream
+once to count it before any work starts). A file that exists but cannot be
+decoded is not a usage mistake: it fails when it is read, and only that file
+fails.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from glob import glob, has_magic
 from pathlib import Path
@@ -28,7 +43,12 @@ from . import audio
 from .errors import UserError
 
 MANIFEST_COLUMNS = ("path", "file", "FileName")
-MANIFEST_SUFFIXES = (".csv", ".txt", ".lst")
+LIST_SUFFIXES = (".txt", ".lst")
+TABLE_SUFFIXES = (".csv", ".parquet")
+TABLE_CHUNK_ROWS = 10_000
+"""Rows of a manifest table read at a time."""
+SEGMENT_END_TOLERANCE = 0.01
+"""Seconds by which a segment may end after its file (rounding of the bounds), before it is an error."""
 
 
 class InputError(UserError, ValueError):
@@ -44,59 +64,182 @@ class ArraySource:
     sampling_rate: int
 
 
-Source = Union[str, ArraySource]
-"""An audio file's path, or audio in memory."""
+@dataclass(frozen=True)
+class Segment:
+    """``start`` to ``end`` seconds of the audio file ``path``, counted from the file's beginning."""
+
+    path: str
+    start: float
+    end: float
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+
+Source = Union[str, Segment, ArraySource]
+"""An audio file's path, a segment of a file, or audio in memory."""
+
+SourceKey = Union[str, tuple[str, float, float]]
+"""A whole source's name, or (path, start, end) of a segment, in seconds rounded to the microsecond."""
 
 
 def source_name(source: Source) -> str:
-    return source.name if isinstance(source, ArraySource) else source
+    return source if isinstance(source, str) else source.name
+
+
+def segment_key(path: str, start: float, end: float) -> tuple[str, float, float]:
+    return path, round(float(start), 6), round(float(end), 6)
+
+
+def source_key(source: Source) -> SourceKey:
+    """What identifies ``source`` in an output table (and among duplicates)."""
+    if isinstance(source, Segment):
+        return segment_key(source.path, source.start, source.end)
+    return source_name(source)
 
 
 def load_source(source: Source) -> np.ndarray:
     """16 kHz mono float32 samples of ``source``; raises :class:`emosphere.audio.AudioError`."""
     if isinstance(source, str):
         return audio.load(source)
+    if isinstance(source, Segment):
+        samples = audio.load(source.path, source.end - source.start, offset=source.start)
+        if len(samples) < (source.end - source.start - SEGMENT_END_TOLERANCE) * audio.SAMPLE_RATE:
+            raise audio.AudioError(f"{source.path}: the audio ends at "
+                                   f"{source.start + len(samples) / audio.SAMPLE_RATE} s, before the segment does")
+        return samples
     samples = audio.to_mono_16k(source.samples, source.sampling_rate)
     if not np.isfinite(samples).all():
         raise audio.AudioError(f"{source.name}: audio contains NaN or infinite samples")
     return samples
 
 
-def _read_manifest(path: Path) -> list[str]:
-    if path.suffix.lower() == ".csv":
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        column = next((c for c in MANIFEST_COLUMNS if c in table.columns), None)
-        if column is None:
-            raise InputError(f"{path}: a manifest CSV needs a column named one of {', '.join(MANIFEST_COLUMNS)}")
-        entries = table[column].str.strip().tolist()
+# --- the stream of sources ---------------------------------------------------------------------
+
+
+def _walk(folder: str) -> Iterator[str]:
+    """Audio files under ``folder``, depth first, each folder's entries sorted by name; links to
+    folders are not followed."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(entry.path)
+        elif os.path.splitext(entry.name)[1].lower() in audio.AUDIO_EXTENSIONS and entry.is_file():
+            yield entry.path
+
+
+def _read_list(path: Path) -> Iterator[str]:
+    with open(path) as lines:
+        for line in lines:
+            entry = line.strip()
+            if entry and not entry.startswith("#"):
+                yield str(path.parent / entry)
+
+
+def _table_chunks(path: Path) -> Iterator[pd.DataFrame]:
+    """The manifest table at ``path`` in chunks of :data:`TABLE_CHUNK_ROWS` rows; text as ``str``
+    (CSV values as written, empty where blank)."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=TABLE_CHUNK_ROWS):
+            yield batch.to_pandas()
     else:
-        entries = [line.strip() for line in path.read_text().splitlines()]
-    return [str(path.parent / entry) for entry in entries if entry and not entry.startswith("#")]
+        yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=TABLE_CHUNK_ROWS)
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """Audio file paths from files, folders (recursive, by extension), manifests (.csv with a
-    path/file/FileName column, or .txt/.lst with one path a line; relative entries are relative to
-    the manifest) and glob patterns; duplicates dropped, order kept. Manifest entries are not
-    checked here: a missing one fails when it is read."""
-    paths: list[str] = []
+def _table_columns(path: Path) -> list[str]:
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    return list(pd.read_csv(path, dtype=str, nrows=0).columns)
+
+
+def _seconds(values: pd.Series, path: Path, what: str, first_row: int) -> np.ndarray:
+    """Times in seconds (NaN where blank) from numbers of seconds or timedeltas
+    (``0 days 00:00:01.5``, ``00:01:02.5``, or timedelta columns of a parquet table)."""
+    if pd.api.types.is_timedelta64_dtype(values):
+        return values.dt.total_seconds().to_numpy(np.float64)
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(np.float64)
+    text = values.astype(str).str.strip().replace({"NaT": "", "nan": "", "None": ""})
+    seconds = pd.to_numeric(text, errors="coerce").to_numpy(np.float64, copy=True)
+    other = np.isnan(seconds) & (text != "").to_numpy()
+    if other.any():
+        seconds[other] = pd.to_timedelta(text[other], errors="coerce").dt.total_seconds().to_numpy(np.float64)
+    bad = np.flatnonzero(np.isnan(seconds) & (text != "").to_numpy())
+    if len(bad):
+        raise InputError(f"{path} row {first_row + bad[0]}: {what} {text.iloc[bad[0]]!r} is not a time "
+                         "(seconds, or a timedelta such as '0 days 00:00:01.5')")
+    return seconds
+
+
+def _read_table(path: Path) -> Iterator[Source]:
+    """The sources a manifest table lists: whole files, or segments when it has ``start`` and ``end``
+    columns (a row with both blank is the whole file; a blank start is 0)."""
+    columns = _table_columns(path)
+    column = next((c for c in MANIFEST_COLUMNS if c in columns), None)
+    if column is None:
+        raise InputError(f"{path}: a manifest table needs a column named one of {', '.join(MANIFEST_COLUMNS)}")
+    segmented = "start" in columns and "end" in columns
+    first_row = 1  # rows are counted from 1, after the header
+    for chunk in _table_chunks(path):
+        files = chunk[column].astype(str).str.strip().tolist()
+        if segmented:
+            starts = _seconds(chunk["start"], path, "start", first_row)
+            ends = _seconds(chunk["end"], path, "end", first_row)
+        for i, file in enumerate(files):
+            if not file:
+                continue
+            location = str(path.parent / file)
+            if not segmented or (np.isnan(starts[i]) and np.isnan(ends[i])):
+                yield location
+                continue
+            start, end = 0.0 if np.isnan(starts[i]) else float(starts[i]), float(ends[i])
+            if not 0 <= start < end:  # also a blank end (NaN)
+                raise InputError(f"{path} row {first_row + i}: a segment needs 0 <= start < end, got start "
+                                 f"{start} s and end {end} s (leave both blank for the whole file)")
+            yield Segment(location, start, end)
+        first_row += len(chunk)
+
+
+def _expand(item: str) -> Iterator[Source]:
+    path = Path(item)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        yield from _walk(item)
+    elif path.is_file() and suffix in LIST_SUFFIXES:
+        yield from _read_list(path)
+    elif path.is_file() and suffix in TABLE_SUFFIXES:
+        yield from _read_table(path)
+    elif path.is_file():
+        yield item
+    elif has_magic(item):
+        matches = sorted(glob(item, recursive=True))
+        if not matches:
+            raise InputError(f"{item}: no file matches this pattern")
+        for match in matches:
+            yield from _expand(match)
+    else:
+        raise InputError(f"{item}: no such file or folder")
+
+
+def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Source]:
+    """The sources named by files, folders (recursive, by extension), list files (.txt/.lst, one path
+    a line), manifest tables (.csv or .parquet with a path/file/FileName column, and optionally
+    ``start`` and ``end`` columns for segments) and glob patterns, lazily, in order; relative
+    manifest entries are relative to the manifest. A source named twice is kept once (the first
+    time). Manifest entries are not checked here: a missing file fails when it is read."""
+    seen: set[SourceKey] = set()
     for item in map(str, inputs):
-        path = Path(item)
-        if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix.lower() in audio.AUDIO_EXTENSIONS and p.is_file())
-            paths += sorted(map(str, found))
-        elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
-            paths += _read_manifest(path)
-        elif path.is_file():
-            paths.append(item)
-        elif has_magic(item):
-            matches = sorted(glob(item, recursive=True))
-            if not matches:
-                raise InputError(f"{item}: no file matches this pattern")
-            paths += collect_inputs(matches)
-        else:
-            raise InputError(f"{item}: no such file or folder")
-    return list(dict.fromkeys(paths))
+        for source in _expand(item):
+            key = source_key(source)
+            if key not in seen:
+                seen.add(key)
+                yield source
 
 
 Input = Union[str, os.PathLike, np.ndarray]
@@ -115,5 +258,5 @@ def as_sources(inputs: Input | Iterable[Input], sampling_rate: int | None) -> li
                 raise InputError(f"array {i} has shape {item.shape}: expected (samples, channels); transpose it")
             sources.append(ArraySource(f"array_{i}", item, int(sampling_rate)))
         else:
-            sources += collect_inputs([item])
+            sources += iter_inputs([item])
     return sources
