@@ -5,7 +5,8 @@ predict``, ``emosphere evaluate``, :meth:`EmoSphereSER.predict`, the service
 and training's development pass. The rule, the same everywhere:
 
 1. **Decode** (:func:`emosphere.inputs.load_source`): any file soundfile
-   reads, or an array; mixed down to mono, resampled to 16 kHz. A source that
+   reads, a segment of one, or an array; mixed down to mono, resampled to
+   16 kHz. A source that
    cannot be decoded, or is shorter than the model's minimum input (400
    samples, 25 ms, for WavLM), is not predicted: it becomes a
    :class:`Failure` naming it, and the job goes on.
@@ -20,7 +21,13 @@ and training's development pass. The rule, the same everywhere:
    clipped to [0, 1]; a file's value is the duration-weighted mean of its
    windows' clipped values, and its region probabilities the
    duration-weighted mean of theirs. Scores (CCC) use the file values.
-5. **Describe** (:func:`describe`): named columns on stated scales.
+5. **Describe** (:func:`describe`): named columns on stated scales; a
+   source's row (level ``file``, or ``segment`` for a segment) then, when
+   there are several windows, one row per window, with ``start`` and ``end``
+   in seconds from the beginning of the file (:func:`rows`).
+
+Sources may come as a lazy stream (:func:`predict_sources` consumes it as it
+goes): a run holds the decoded audio of one pool of sources at a time.
 
 A model runs behind a :class:`Backend`: :class:`TorchBackend` here, or
 :class:`emosphere.runtime.OnnxModel`. This module imports torch only inside
@@ -30,10 +37,12 @@ A model runs behind a :class:`Backend`: :class:`TorchBackend` here, or
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import time
 import typing
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,7 +53,7 @@ from tqdm import tqdm
 
 from . import audio
 from .config import InferencePrecision
-from .inputs import InputError, Source, load_source, source_name
+from .inputs import InputError, Segment, Source, load_source, source_name
 from .sphere import DIMENSIONS, centre, from_unit, to_spherical, to_unit
 
 if TYPE_CHECKING:
@@ -159,14 +168,14 @@ def aggregate(spans: np.ndarray, avd: np.ndarray, probs: np.ndarray | None) -> t
     the duration-weighted means of the windows' clipped A/V/D and of their probabilities."""
     spans = np.asarray(spans, np.float64).reshape(-1, 2)
     weights = spans[:, 1] - spans[:, 0]
-    file_avd = np.average(np.clip(avd, 0.0, 1.0), axis=0, weights=weights)
-    return file_avd, None if probs is None else np.average(probs, axis=0, weights=weights)
+    weights = weights / weights.sum()
+    return weights @ np.clip(avd, 0.0, 1.0), None if probs is None else weights @ probs
 
 
 @dataclass
 class Prediction:
-    """The model's outputs for one source: its windows (``spans`` in 16 kHz samples, in time
-    order), their A/V/D on [0, 1] as predicted, and their region probabilities (or None)."""
+    """The model's outputs for one source: its windows (``spans`` in 16 kHz samples of the decoded
+    audio, in time order), their A/V/D on [0, 1] as predicted, and their region probabilities (or None)."""
 
     index: int
     """Position of the source in the input."""
@@ -174,24 +183,20 @@ class Prediction:
     spans: np.ndarray
     avd: np.ndarray
     probs: np.ndarray | None
+    segment: tuple[float, float] | None = None
+    """(start, end) seconds in the file, for a :class:`emosphere.inputs.Segment`."""
 
     def aggregate(self) -> tuple[np.ndarray, np.ndarray | None]:
         return aggregate(self.spans, self.avd, self.probs)
 
+    @property
+    def seconds(self) -> float:
+        """Duration of the decoded audio (the last window ends at its end)."""
+        return float(self.spans[:, 1].max()) / audio.SAMPLE_RATE
+
     def table(self, region_names: Sequence[str]) -> pd.DataFrame:
-        """The file row (``level`` "file"), then, when there are several windows, one row per window;
-        ``start`` and ``end`` in seconds."""
-        bounds = self.spans.astype(np.float64) / audio.SAMPLE_RATE
-        file_avd, file_probs = self.aggregate()
-        avd, probs = file_avd[None], None if file_probs is None else file_probs[None]
-        if len(bounds) > 1:
-            avd = np.concatenate([avd, np.clip(self.avd, 0.0, 1.0)])
-            probs = None if probs is None else np.concatenate([probs, self.probs])
-            bounds = np.concatenate([[[0.0, bounds[:, 1].max()]], bounds])
-        levels = np.where(np.arange(len(bounds)) > 0, "window", "file")
-        keys = pd.DataFrame({"file": [self.name] * len(bounds), "level": levels,
-                             "start": bounds[:, 0], "end": bounds[:, 1]})
-        return pd.concat([keys, describe(avd, probs, region_names)], axis=1)
+        """This prediction's rows: see :func:`rows`."""
+        return rows([self], region_names)
 
 
 def file_values(predictions: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -212,11 +217,32 @@ class Failure:
 
 
 def rows(predictions: Iterable[Prediction], region_names: Sequence[str]) -> pd.DataFrame:
-    """The rows of every prediction, in the order given; the columns and no rows when there are none."""
-    tables = [p.table(region_names) for p in predictions]
-    if tables:
-        return pd.concat(tables, ignore_index=True)
-    return pd.concat([pd.DataFrame(columns=TABLE_KEYS), describe(np.zeros((0, 3)), None, [])], axis=1)
+    """The rows of every prediction, in the order given (the columns and no rows when there are none).
+    Each source gets its row, then, when it has several windows, one row per window (``level``
+    "window"). A whole file's row has ``level`` "file" and spans 0 to its duration; a segment's
+    has ``level`` "segment" and spans the segment as given. ``start`` and ``end`` are seconds from
+    the beginning of the file, for window rows too."""
+    files, levels, bounds, avd, probs = [], [], [], [], []
+    for p in predictions:
+        windows = p.spans.astype(np.float64) / audio.SAMPLE_RATE
+        offset = 0.0 if p.segment is None else p.segment[0]
+        source_avd, source_probs = p.aggregate()
+        count = 1 + len(windows) if len(windows) > 1 else 1
+        files += [p.name] * count
+        levels += ["file" if p.segment is None else "segment"] + ["window"] * (count - 1)
+        bounds += [[0.0, windows[:, 1].max()] if p.segment is None else list(p.segment)]
+        avd.append(source_avd[None])
+        probs.append(None if source_probs is None else source_probs[None])
+        if count > 1:
+            bounds += (windows + offset).tolist()
+            avd.append(np.clip(p.avd, 0.0, 1.0))
+            probs.append(p.probs)
+    keys = pd.DataFrame({"file": files, "level": levels, **dict(zip(TABLE_KEYS[2:], np.reshape(bounds, (-1, 2)).T))})
+    if not avd:
+        empty = np.zeros((0, len(region_names))) if len(region_names) else None
+        return pd.concat([keys, describe(np.zeros((0, 3)), empty, region_names)], axis=1)
+    return pd.concat([keys, describe(np.concatenate(avd), None if probs[0] is None else np.concatenate(probs),
+                                     region_names)], axis=1)
 
 
 # --- decoding, pools and batches ---------------------------------------------------------------
@@ -230,19 +256,24 @@ class Item:
     name: str
     samples: np.ndarray
     spans: list[tuple[int, int]]
+    segment: tuple[float, float] | None = None
 
 
 def decode(index: int, source: Source, *, min_samples: int, window: float, hop: float) -> Item | Failure:
-    """Decode one source and plan its windows; any failure becomes a :class:`Failure`."""
+    """Decode one source and plan its windows; any failure becomes a :class:`Failure` (a segment's
+    message starts with ``segment <start>-<end> s:``)."""
     name = source_name(source)
+    segment = (source.start, source.end) if isinstance(source, Segment) else None
     try:
         samples = audio.check_length(load_source(source), min_samples)
     except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
         message = str(error).removeprefix(f"{name}: ")
         if not isinstance(error, audio.AudioError):
             message = f"{type(error).__name__}: {message}"
+        if segment is not None:
+            message = f"segment {segment[0]}-{segment[1]} s: {message}"
         return Failure(index, name, message)
-    return Item(index, name, samples, audio.windows(len(samples), window, hop))
+    return Item(index, name, samples, audio.windows(len(samples), window, hop), segment)
 
 
 def decode_all(sources: Iterable[tuple[int, Source]], *, min_samples: int, window: float, hop: float,
@@ -333,7 +364,11 @@ def predict_pool(backend: Backend, pool: list[Item | Failure], batch_size: int) 
         predictions = group(np.concatenate([b.owner for b in batches]), np.concatenate([b.spans for b in batches]),
                             np.concatenate(avd), probs, {item.index: item.name for item in items})
     for entry in pool:
-        yield entry if isinstance(entry, Failure) else predictions[entry.index]
+        if isinstance(entry, Failure):
+            yield entry
+        else:
+            predictions[entry.index].segment = entry.segment
+            yield predictions[entry.index]
 
 
 def check_options(backend: Backend, *, batch_size: int, window: float, hop: float, workers: int = 0) -> None:
@@ -347,25 +382,35 @@ def check_options(backend: Backend, *, batch_size: int, window: float, hop: floa
                          f"({backend.min_samples} samples at 16 kHz)")
 
 
-def predict_sources(backend: Backend, sources: Sequence[Source], *, batch_size: int = 8,
+def predict_sources(backend: Backend, sources: Iterable[Source], *, batch_size: int = 8,
                     window: float | None = None, hop: float | None = None, workers: int = 0,
-                    progress: bool = False) -> Iterator[Prediction | Failure]:
+                    progress: bool = False, total: int | None = None,
+                    indices: Iterable[int] | None = None) -> Iterator[Prediction | Failure]:
     """Predict every source, yielding a :class:`Prediction` or :class:`Failure` for each, in input
-    order, pool by pool. ``window`` and ``hop`` default to :data:`WINDOW_SECONDS` and
-    :data:`HOP_SECONDS`; ``workers`` threads decode ahead. Bad options raise
-    :class:`InputError` here, before anything runs."""
+    order, pool by pool. ``sources`` may be a lazy iterable, consumed as the run goes.
+    ``indices`` gives each source's ``index`` (default: its position). ``window`` and ``hop``
+    default to :data:`WINDOW_SECONDS` and :data:`HOP_SECONDS`; ``workers`` threads decode ahead.
+    The progress bar counts sources (of ``total``, by default ``len(sources)`` when it has one,
+    with an ETA), and shows the hours of audio predicted and their rate in audio hours per hour.
+    Bad options raise :class:`InputError` here, before anything runs."""
     window = WINDOW_SECONDS if window is None else window
     hop = HOP_SECONDS if hop is None else hop
     check_options(backend, batch_size=batch_size, window=window, hop=hop, workers=workers)
-    decoded = decode_all(enumerate(sources), min_samples=backend.min_samples, window=window, hop=hop,
-                         workers=workers)
+    if total is None and isinstance(sources, Sized):
+        total = len(sources)
+    decoded = decode_all(zip(itertools.count() if indices is None else indices, sources),
+                         min_samples=backend.min_samples, window=window, hop=hop, workers=workers)
 
     def run() -> Iterator[Prediction | Failure]:
-        with tqdm(total=len(sources), desc="predict", unit="file", disable=not progress) as bar:
+        seconds, started = 0.0, time.monotonic()
+        with tqdm(total=total, desc="predict", unit="file", disable=not progress) as bar:
             for pool in pools(decoded, batch_size * POOL_BATCHES):
                 for result in predict_pool(backend, pool, batch_size):
+                    seconds += result.seconds if isinstance(result, Prediction) else 0.0
                     bar.update()
                     yield result
+                rate = seconds / max(time.monotonic() - started, 1e-9)
+                bar.set_postfix_str(f"{seconds / 3600:.2f} h of audio, {rate:.0f} h/h", refresh=False)
 
     return run()
 
