@@ -7,9 +7,11 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import UserError
@@ -84,16 +86,60 @@ def check_table_path(path: str | os.PathLike) -> str:
     return suffix
 
 
-def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a table atomically, as CSV, JSON lines (.jsonl) or parquet (.parquet) by extension."""
+@contextlib.contextmanager
+def table_writer(path: str | os.PathLike, *, exact: Sequence[str] = ()) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Write one table piece by piece, atomically: yields ``write(piece)``, which appends rows; the
+    file appears, complete, when the block ends without an error. CSV, JSON lines (.jsonl) or
+    parquet (.parquet) by extension. CSV floats keep 6 significant digits, except the ``exact``
+    columns (the shortest decimal that reads back as the same number). Write at least one piece,
+    empty if need be, so that the table has its columns."""
     suffix = check_table_path(path)
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
-            table.to_parquet(tmp, index=False)
-        elif suffix in (".jsonl", ".ndjson"):
-            table.to_json(tmp, orient="records", lines=True)
-        else:
-            table.to_csv(tmp, index=False, float_format="%.6g")
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            state: dict[str, Any] = {"writer": None, "empty": None}
+
+            def write(piece: pd.DataFrame) -> None:
+                if piece.empty and state["writer"] is None:  # an empty first piece would fix null column types
+                    state["empty"] = piece
+                    return
+                table = pa.Table.from_pandas(piece, preserve_index=False,
+                                             schema=state["writer"].schema if state["writer"] else None)
+                if state["writer"] is None:
+                    state["writer"] = pq.ParquetWriter(tmp, table.schema)
+                state["writer"].write_table(table)
+
+            try:
+                yield write
+            finally:
+                if state["writer"] is None and state["empty"] is not None:
+                    state["empty"].to_parquet(tmp, index=False)
+                elif state["writer"] is not None:
+                    state["writer"].close()
+            return
+        with open(tmp, "w", newline="") as handle:
+            header = [True]
+
+            def write(piece: pd.DataFrame) -> None:
+                if suffix in (".jsonl", ".ndjson"):
+                    if not piece.empty:
+                        handle.write(piece.to_json(orient="records", lines=True).rstrip("\n") + "\n")
+                    return
+                columns = {c: [np.format_float_positional(v, trim="-") for v in piece[c].to_numpy(np.float64)]
+                           for c in exact if c in piece}
+                piece.assign(**columns).to_csv(handle, index=False, header=header[0], float_format="%.6g")
+                header[0] = False
+
+            yield write
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike, *, exact: Sequence[str] = ()) -> None:
+    """Write a table atomically, as CSV, JSON lines (.jsonl) or parquet (.parquet) by extension
+    (``exact``: see :func:`table_writer`)."""
+    with table_writer(path, exact=exact) as write:
+        write(table)
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -104,3 +150,23 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if suffix in (".jsonl", ".ndjson"):
         return pd.read_json(path, orient="records", lines=True)
     return pd.read_csv(path)
+
+
+def iter_table(path: str | os.PathLike, *, rows: int = 10_000, columns: Sequence[str] | None = None,
+               text: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
+    """Read a table written by :func:`write_table` ``rows`` rows at a time (only ``columns``, if
+    given; the ``text`` columns as strings)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+            chunk = batch.to_pandas()
+            yield chunk.astype({c: str for c in text if c in chunk})
+        return
+    if suffix in (".jsonl", ".ndjson"):
+        with pd.read_json(path, orient="records", lines=True, chunksize=rows, dtype={c: str for c in text}) as chunks:
+            for chunk in chunks:
+                yield chunk if columns is None else chunk[list(columns)]
+        return
+    yield from pd.read_csv(path, chunksize=rows, usecols=columns, dtype={c: str for c in text})
