@@ -17,7 +17,8 @@ from emosphere.cli import main
 from emosphere.inference import TorchBackend
 from emosphere.inputs import InputError
 from emosphere.io import read_table
-from emosphere.predict import errors_path, predict_to_file
+from emosphere.predict import errors_path, parts_path, predict_to_file
+from emosphere.ranks import Ranks
 
 SR = 16000
 signal = tone
@@ -196,7 +197,7 @@ def test_interrupted_run_leaves_a_complete_table_to_resume_from(model, audio, tm
     with pytest.raises(KeyboardInterrupt):
         predict_to_file(Interrupted(model), good_files(audio), output, batch_size=1)
     assert list(read_table(output).file) == good_files(audio)[:1]
-    assert predict_to_file(TorchBackend(model), good_files(audio), output, resume=True, batch_size=1) == []
+    assert predict_to_file(TorchBackend(model), good_files(audio), output, resume=True, batch_size=1).failures == []
     assert list(read_table(output).file) == good_files(audio)
 
 
@@ -224,3 +225,89 @@ def test_unknown_output_format_is_a_usage_error(tmp_path, model_dir, capsys):
                  str(tmp_path / "a.wav")]) == 2
     assert "unknown output format" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_segments_are_predicted_from_their_stretch_and_keyed_by_file_start_end(model_dir, model, audio, tmp_path):
+    long, short = str(audio / "long.wav"), str(audio / "good" / "a.wav")
+    pd.DataFrame({"file": [long, long, short], "start": [2.5, 5.0, None], "end": [4.0, 25.0, None]}).to_csv(
+        tmp_path / "segments.csv", index=False)
+    output = tmp_path / "out.csv"
+    assert main(["predict", "--model", model_dir, "--output", str(output), str(tmp_path / "segments.csv"),
+                 "--quiet"]) == 0
+    table = read_table(output)
+    assert table.level.tolist() == ["segment", "segment", "window", "window", "window", "file"]
+    # times are seconds in the file: the 20 s segment's windows start at 5 + 0, 6 and 8 s
+    assert table[["start", "end"]].to_numpy().tolist() == [[2.5, 4], [5, 25], [5, 17], [11, 23], [13, 25], [0, 1]]
+    samples, _ = sf.read(long, dtype="float32")
+    for row, (start, end) in [(0, (2.5, 4.0)), (3, (11.0, 23.0))]:  # each predicted from its stretch alone
+        alone = model.predict(samples[int(start * SR) : int(end * SR)], SR)
+        np.testing.assert_allclose(numeric(table.iloc[[row]])[:, 2:], numeric(alone)[:, 2:], atol=1e-4, rtol=0)
+    # resume knows a segment by its file, start and end
+    table.loc[0, "arousal"] = 99.0
+    table.to_csv(output, index=False)
+    pd.DataFrame({"file": [long, long], "start": [2.5, 2.5], "end": [4.0, 4.5]}).to_csv(tmp_path / "more.csv",
+                                                                                        index=False)
+    assert main(["predict", "--model", model_dir, "--output", str(output), str(tmp_path / "segments.csv"),
+                 str(tmp_path / "more.csv"), "--resume", "--quiet"]) == 0
+    resumed = read_table(output)
+    assert resumed.arousal[0] == 99.0 and len(resumed) == len(table) + 1
+    assert resumed.iloc[-1][["level", "start", "end"]].tolist() == ["segment", 2.5, 4.5]
+
+
+class Uncoordinated(Ranks):
+    """A process of a distributed run that never meets the others (its barriers return at once)."""
+
+    def barrier(self):
+        pass
+
+    def broadcast(self, value):
+        return value
+
+    def sum(self, values):
+        return list(values)
+
+
+def test_a_process_that_dies_leaves_complete_chunks_and_any_count_resumes(model, audio, tmp_path, monkeypatch):
+    files = [str(audio / "long.wav"), *good_files(audio), str(audio / "bad" / "short.wav")]
+    single = tmp_path / "single.csv"
+    predict_to_file(TorchBackend(model), files, single, batch_size=1)
+
+    class DiesOnSecondBatch(TorchBackend):
+        calls = 0
+
+        def __call__(self, waveform, lengths):
+            DiesOnSecondBatch.calls += 1
+            if DiesOnSecondBatch.calls == 2:
+                raise KeyboardInterrupt
+            return super().__call__(waveform, lengths)
+
+    monkeypatch.setattr(inference, "POOL_BATCHES", 1)  # at batch size 1: a pool per window
+    monkeypatch.setattr("emosphere.predict.CHUNK_SOURCES", 1)  # a chunk per source
+    output = tmp_path / "out.csv"
+    with pytest.raises(KeyboardInterrupt):  # rank 1 of 2 (files 1, 3 and 5) dies in its second file
+        predict_to_file(DiesOnSecondBatch(model), files, output, ranks=Uncoordinated(1, 2), batch_size=1)
+    written = sorted(os.listdir(parts_path(output)))
+    assert len(written) == 1 and written[0].endswith(".part-1-of-2.000000.csv") and not output.exists()
+    # rank 0 finishes its share, but the output waits for a part that was never marked done
+    with pytest.raises(RuntimeError, match=r"parts \[1\] of 2 did not finish"):
+        predict_to_file(TorchBackend(model), files, output, ranks=Uncoordinated(0, 2), resume=True, batch_size=1)
+    assert not output.exists()
+    # one process resumes: it predicts what is left and merges everything in input order
+    summary = predict_to_file(TorchBackend(model), files, output, resume=True, batch_size=1)
+    assert summary.sources == 2 and [file for file, _ in summary.failures] == [files[-1]]  # b.wav, d.ogg left
+    assert output.read_text() == single.read_text() and not parts_path(output).exists()
+    assert pd.read_csv(errors_path(output)).file.tolist() == [files[-1]]
+
+
+def test_two_processes_under_torchrun_write_the_single_process_table(model_dir, audio, tmp_path):
+    inputs = [str(audio / "long.wav"), str(audio / "good"), str(audio / "bad")]
+    options = ["--model", model_dir, "--batch-size", "1", "--threads", "1", "--quiet"]  # the same arithmetic
+    assert main(["predict", *inputs, *options, "--output", str(tmp_path / "single.csv")]) == 1
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "emosphere", "predict", *inputs, *options, "--output", str(tmp_path / "two.csv")]
+    done = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr[-2000:]  # both processes exit 1: a file failed
+    assert "2 process(es)" in done.stdout and "could not be predicted" in done.stdout
+    assert (tmp_path / "two.csv").read_text() == (tmp_path / "single.csv").read_text()
+    assert (tmp_path / "two.errors.csv").read_text() == (tmp_path / "single.errors.csv").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["single.csv", "single.errors.csv", "two.csv", "two.errors.csv"]

@@ -174,25 +174,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inputs import InputError
     from .predict import errors_path, load_backend, predict_to_file
+    from .ranks import Ranks
 
-    try:
-        backend = load_backend(args.model, args.backend, args.device, args.precision)
-    except ImportError as error:
-        log.error("the %s backend cannot be loaded (for onnx: pip install 'emosphere[onnx]'): %s", args.backend, error)
-        return 2
-    try:
-        failed = predict_to_file(backend, args.inputs, args.output, resume=args.resume, batch_size=args.batch_size,
-                                 window=args.window, hop=args.hop, workers=args.num_workers,
-                                 progress=not args.quiet)
-    except InputError as error:
-        log.error("%s", error)
-        return 2
-    print(f"wrote {args.output}")
-    if failed:
-        print(f"{len(failed)} file(s) could not be predicted, listed in {errors_path(args.output)}")
-    return 1 if failed else 0
+    ranks = Ranks.from_env()
+    with ranks.joined():
+        try:
+            backend = load_backend(args.model, args.backend, ranks.device(args.device), args.precision,
+                                   threads=args.threads or ranks.threads())
+        except ImportError as error:
+            log.error("the %s backend cannot be loaded (for onnx: pip install 'emosphere[onnx]'): %s",
+                      args.backend, error)
+            return 2
+        summary = predict_to_file(backend, args.inputs, args.output, resume=args.resume, ranks=ranks,
+                                  progress=not args.quiet, batch_size=args.batch_size, window=args.window,
+                                  hop=args.hop, workers=args.num_workers)
+    if ranks.rank == 0:
+        hours = summary.audio_seconds / 3600
+        print(f"wrote {args.output}: {summary.sources} source(s), {hours:.3f} h of audio, in {summary.seconds:.1f} s "
+              f"({hours / max(summary.seconds / 3600, 1e-9):.0f} h of audio per hour, {ranks.world} process(es))")
+        if summary.failed:
+            print(f"{summary.failed} source(s) could not be predicted, listed in {errors_path(args.output)}")
+    return 1 if summary.failed else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -209,9 +212,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.opset is not None and args.opset > onnx.defs.onnx_opset_version():
         raise UserError(f"--opset {args.opset}: the installed onnx knows opsets up to {onnx.defs.onnx_opset_version()}")
     model = EmoSphereSER.from_pretrained(args.model)
-    path = export_onnx(model, args.output, opset=args.opset)
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; inputs waveform, lengths; outputs avd"
-          f"{', region_logits' if model.region_head is not None else ''}; see docs/onnx.md)")
+    path = export_onnx(model, args.output, opset=args.opset, quantize=args.quantize)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB{', ' + args.quantize if args.quantize else ''}; "
+          f"inputs waveform, lengths; outputs avd{', region_logits' if model.region_head is not None else ''}; "
+          "see docs/onnx.md)")
     return 0
 
 
@@ -391,13 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", help="predict arousal, valence, dominance (and region) for audio files",
                             description="Predict every input: audio files, folders (searched recursively by audio "
-                                        "extension), manifests (.csv with a path, file or FileName column, or "
-                                        ".txt/.lst with one path a line) and glob patterns. Audio longer than a "
+                                        "extension), manifests (.csv or .parquet with a path, file or FileName column, "
+                                        "and start and end columns for segments of files; or .txt/.lst with one "
+                                        "path a line) and glob patterns. Audio longer than a "
                                         "window gets one row per window plus a file row that aggregates them. "
                                         "Unreadable or too short files are listed in <output stem>.errors.csv. "
                                         "Exit code 0: all predicted, 1: some files failed, 2: usage error. "
-                                        "See docs/predict.md.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder, manifest or glob pattern")
+                                        "Several processes: torchrun --nproc-per-node N -m emosphere predict ... "
+                                        "See docs/predict.md and docs/annotate.md.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio file, folder, list file, manifest table (optionally with start and end columns: "
+                        "segments) or glob pattern")
     p.add_argument("--model", required=True,
                    help="model directory or Hugging Face hub id; with --backend onnx, the exported .onnx file")
     p.add_argument("--output", required=True, type=Path,
@@ -412,8 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision_option(p)
     p.add_argument("--num-workers", type=COUNT, default=0,
                    help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
+    p.add_argument("--threads", type=POSITIVE_INT,
+                   help="CPU threads per process (default: the engine's choice for one process; the cores shared "
+                        "among the processes of the node under torchrun)")
     p.add_argument("--resume", action="store_true",
-                   help="keep the files already in --output, predict only the others and append them")
+                   help="keep the sources already in --output (or in its unmerged parts), predict only the others")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
@@ -426,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx, the only one)")
     p.add_argument("--output", required=True, type=Path, help="output file, e.g. model.onnx")
     p.add_argument("--opset", type=POSITIVE_INT, help="ONNX opset version (default: the exporter's)")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="int8: store the encoder's linear layers in 8 bits (onnxruntime dynamic quantisation), "
+                        "faster on CPUs, slightly different outputs (docs/onnx.md); default: fp32")
     p.set_defaults(func=cmd_export)
 
     p = commands.add_parser("serve", help="serve a model over HTTP, with a web page to try it",

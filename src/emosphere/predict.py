@@ -1,48 +1,93 @@
-"""``emosphere predict``: the audio a user names, through the one inference path, into a table.
+"""``emosphere predict``: the audio a user names, through the one inference path, into a table, in
+one process or several (``torchrun``).
 
-Inputs are files, folders, manifests and globs (:mod:`emosphere.inputs`);
-each is predicted by :func:`emosphere.inference.predict_sources` (windows,
-batches, aggregation: the rule is in that module's docstring) and written to
-one table, CSV, JSON lines or parquet, whose columns are described in
-docs/predict.md. The table is rewritten atomically as the run goes, so an
-interrupted run leaves a complete table that ``resume`` continues; files
-that fail are listed in ``<output stem>.errors.csv``.
+Inputs are files, folders, list files, manifest tables (with segments) and
+globs, read as a lazy stream (:mod:`emosphere.inputs`); each source is
+predicted by :func:`emosphere.inference.predict_sources` (windows, batches,
+aggregation: the rule is in that module's docstring) and written to one
+table, CSV, JSON lines or parquet, whose columns are described in
+docs/predict.md. Sources that fail are listed in ``<output stem>.errors.csv``.
+
+How a run writes (one process is rank 0 of 1; see :mod:`emosphere.ranks`):
+
+* The input stream is read once to check it and count it, before any work.
+  Its sources are numbered by position (duplicates dropped); those not
+  already done are dealt out in turn, every ``world``-th to each process.
+* Each process writes its results, as they come, to numbered chunk files in
+  ``<output>.parts/`` (``run<id>.part-<rank>-of-<world>.<n>.csv``, with
+  ``.errors.csv`` beside them for failures), each complete when it appears
+  (written under a temporary name, then renamed), and when its share is
+  done, a marker ``run<id>.part-<rank>-of-<world>.done``.
+* When every process has marked its part done, rank 0 merges the chunks into
+  the output, in input order (after the rows of the output being resumed, if
+  any), writes the errors file and removes ``<output>.parts/``. A single
+  process also merges when it is interrupted, so that the output then holds
+  what was predicted.
+* ``resume`` skips every source that has a row in the output or in a chunk
+  of an earlier run (a whole file by its ``file``, a segment by its ``file``,
+  ``start`` and ``end``), with any number of processes; sources that failed
+  are tried again. Without ``resume``, an earlier output, its errors file and
+  its chunks are removed first.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
+import re
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .inference import TABLE_KEYS, Backend, Failure, Prediction, TorchBackend, predict_sources, rows
-from .inputs import InputError, collect_inputs
-from .io import TABLE_SUFFIXES, read_table, write_table
+from .inputs import InputError, Source, SourceKey, iter_inputs, segment_key, source_key
+from .io import TABLE_SUFFIXES, atomic_path, iter_table, table_writer, write_table, write_text_atomic
+from .ranks import Ranks
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
+CHUNK_SOURCES = 2000
+"""A process writes a chunk at least every this many sources (and every ``save_every`` seconds)."""
+INDEX = "input_index"
+"""The column of a chunk that holds each row's source position in the input stream."""
+TEXT_COLUMNS = ("file", "level", "region")
+EXACT_COLUMNS = ("start", "end")
+"""Columns written at full precision (times in long recordings need more than 6 digits)."""
+CHUNK = re.compile(r"run(?P<run>\d+)\.part-(?P<rank>\d+)-of-(?P<world>\d+)\.(?P<seq>\d+)\.(?P<kind>csv|errors\.csv)")
 
 
 def load_backend(model: str | os.PathLike, backend: str = "torch", device: str = "cpu",
-                 precision: str = "fp32") -> Backend:
+                 precision: str = "fp32", threads: int | None = None) -> Backend:
     """A model directory or hub id (``torch``, on ``device`` at ``precision``), or an exported
-    ``.onnx`` file (``onnx``, on the CPU; it needs neither torch nor the model code)."""
+    ``.onnx`` file (``onnx``, on the CPU; it needs neither torch nor the model code). ``threads``:
+    CPU threads of the engine (default: its own choice)."""
     if backend == "onnx":
         from .runtime import OnnxModel
 
         if device != "cpu" or precision != "fp32":
             log.warning("--device and --precision are ignored by the onnx backend (CPU, as exported)")
-        return OnnxModel.load(model)
+        onnx_model = OnnxModel.load(model, threads=threads)
+        if onnx_model.quantization:
+            log.info("%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
+                     model, onnx_model.quantization)
+        return onnx_model
     if backend != "torch":
         raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     from .model import EmoSphereSER
 
+    if threads and device == "cpu":
+        import torch
+
+        torch.set_num_threads(threads)
     return TorchBackend(EmoSphereSER.from_pretrained(model, device=device), device, precision)
 
 
@@ -52,50 +97,241 @@ def errors_path(output: str | os.PathLike) -> Path:
     return output.with_name(f"{output.stem}.errors.csv")
 
 
-def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
-                    resume: bool = False, save_every: float = 60.0, **options: Any) -> list[tuple[str, str]]:
-    """Predict the audio named by ``inputs`` (see :func:`emosphere.inputs.collect_inputs`) into the
-    table ``output`` (CSV, .jsonl or .parquet; ``options`` as :func:`emosphere.inference.predict_sources`),
-    rewritten atomically every ``save_every`` seconds and at the end, also when interrupted.
-    ``resume`` keeps the files already in ``output`` and predicts the others. Failures are logged
-    and written to :func:`errors_path` (removed when there are none); returns them as (file, error)."""
+def parts_path(output: str | os.PathLike) -> Path:
+    """``<output>.parts/``, where the processes write their chunks until the output is merged."""
     output = Path(output)
+    return output.with_name(f"{output.name}.parts")
+
+
+@dataclass
+class Summary:
+    """What a run did, over all processes."""
+
+    sources: int = 0
+    """Sources predicted by this run (not counting those resumed)."""
+    audio_seconds: float = 0.0
+    seconds: float = 0.0
+    """Wall time from the first source to the merged output."""
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    """(file, error) of the failed sources, in input order (rank 0; another rank has its own)."""
+
+
+# --- what is done, and what is this process's -----------------------------------------------------
+
+
+def _row_keys(table: pd.DataFrame) -> Iterator[SourceKey]:
+    """The source keys of a table's file and segment rows (see :func:`emosphere.inputs.source_key`)."""
+    for file, level, start, end in table[TABLE_KEYS].itertuples(index=False):
+        if level == "file":
+            yield file
+        elif level == "segment":
+            yield segment_key(file, start, end)
+
+
+def _chunks(parts: Path, kind: str = "csv") -> dict[tuple[int, int, int], list[Path]]:
+    """The chunk files in ``parts`` (of rows, or of errors with ``kind`` "errors.csv") by (run, rank,
+    world), each list in order."""
+    found: dict[tuple[int, int, int], list[tuple[int, Path]]] = {}
+    if parts.is_dir():
+        for path in parts.iterdir():
+            match = CHUNK.fullmatch(path.name)
+            if match and match["kind"] == kind:
+                key = (int(match["run"]), int(match["rank"]), int(match["world"]))
+                found.setdefault(key, []).append((int(match["seq"]), path))
+    return {key: [path for _, path in sorted(files)] for key, files in sorted(found.items())}
+
+
+def _done(output: Path, columns: list[str]) -> set[SourceKey]:
+    """The sources with rows in ``output`` and in the chunks beside it."""
+    tables = [output] if output.exists() else []
+    if tables:
+        first = next(iter_table(output, rows=1), None)
+        found = columns if first is None else list(first.columns)  # a JSON lines file without rows is empty
+        if found != columns:
+            raise InputError(f"{output}: cannot resume, its columns differ from this model's output "
+                             f"({', '.join(found)} against {', '.join(columns)})")
+    tables += [path for files in _chunks(parts_path(output)).values() for path in files]
+    done: set[SourceKey] = set()
+    for path in tables:
+        for chunk in iter_table(path, columns=TABLE_KEYS, text=TABLE_KEYS[:2]):
+            done.update(_row_keys(chunk))
+    return done
+
+
+def _share(inputs: Sequence[str | os.PathLike], done: set[SourceKey], ranks: Ranks) -> Iterator[tuple[int, Source]]:
+    """(position in the input stream, source) of the sources of this process: those not ``done``,
+    dealt out in turn."""
+    remaining = 0
+    for index, source in enumerate(iter_inputs(inputs)):
+        if source_key(source) not in done:
+            if ranks.mine(remaining):
+                yield index, source
+            remaining += 1
+
+
+def _count(inputs: Sequence[str | os.PathLike], done: set[SourceKey], ranks: Ranks) -> tuple[int, int, int]:
+    """(sources, already done, this process's share): one pass over the stream, which also checks it."""
+    sources = finished = mine = 0
+    for source in iter_inputs(inputs):
+        sources += 1
+        if source_key(source) in done:
+            finished += 1
+        else:
+            mine += ranks.mine(sources - finished - 1)
+    return sources, finished, mine
+
+
+# --- writing chunks, and merging them -------------------------------------------------------------
+
+
+class _PartWriter:
+    """This process's chunk files of one run."""
+
+    def __init__(self, parts: Path, run: int, ranks: Ranks, region_names: Sequence[str]) -> None:
+        self.prefix = parts / f"run{run}.part-{ranks.rank}-of-{ranks.world}"
+        self.region_names = region_names
+        self.predictions: list[Prediction] = []
+        self.failures: list[Failure] = []
+        self.written = 0
+
+    def add(self, result: Prediction | Failure) -> None:
+        (self.predictions if isinstance(result, Prediction) else self.failures).append(result)
+
+    def __len__(self) -> int:
+        return len(self.predictions) + len(self.failures)
+
+    def flush(self) -> None:
+        if self.predictions:
+            table = rows(self.predictions, self.region_names)
+            source = np.cumsum(table["level"].to_numpy() != "window") - 1
+            table.insert(0, INDEX, np.array([p.index for p in self.predictions])[source])
+            with atomic_path(f"{self.prefix}.{self.written:06d}.csv") as tmp:
+                table.to_csv(tmp, index=False)  # full precision: the output is formatted once, at the merge
+        if self.failures:
+            failed = pd.DataFrame([(f.index, f.name, f.error) for f in self.failures], columns=[INDEX, "file", "error"])
+            with atomic_path(f"{self.prefix}.{self.written:06d}.errors.csv") as tmp:
+                failed.to_csv(tmp, index=False)
+        if len(self):
+            self.written += 1
+        self.predictions, self.failures = [], []
+
+    def finish(self) -> None:
+        self.flush()
+        write_text_atomic(f"{self.prefix}.done", f"{self.written} chunks\n")
+
+
+def _sequence(files: list[Path], columns: list[str]) -> Iterator[tuple]:
+    """The rows of one process's chunks, in order, as tuples (input position first)."""
+    for path in files:
+        for chunk in iter_table(path, text=TEXT_COLUMNS):
+            yield from chunk[[INDEX, *columns]].itertuples(index=False, name=None)
+
+
+def _not_in(rows: Iterable[tuple], kept: set[SourceKey], columns: list[str]) -> Iterator[tuple]:
+    """The rows (as :func:`_sequence` gives them) of the sources not in ``kept``."""
+    file, level, start, end = (1 + columns.index(c) for c in TABLE_KEYS)
+    keep = True
+    for row in rows:
+        if row[level] != "window":
+            keep = (row[file] if row[level] == "file" else segment_key(row[file], row[start], row[end])) not in kept
+        if keep:
+            yield row
+
+
+def _merge(output: Path, run: int, columns: list[str], resume: bool) -> list[tuple[str, str]]:
+    """Write ``output``: the rows of the output being resumed, then the rows of every chunk, in input
+    order; write the errors of run ``run`` (or remove the errors file); remove the chunks. Returns
+    the errors."""
+    parts = parts_path(output)
+    chunks = _chunks(parts)
+    kept: set[SourceKey] = set()
+    with table_writer(output, exact=EXACT_COLUMNS) as write:
+        write(pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in columns}))
+        if resume and output.exists():
+            for table in iter_table(output, text=TEXT_COLUMNS):
+                kept.update(_row_keys(table))
+                write(table)
+        merged = heapq.merge(*(_sequence(files, columns) for files in chunks.values()), key=lambda row: row[0])
+        merged = _not_in(merged, kept, columns)  # kept: the sources an interrupted merge had already written
+        while batch := list(itertools.islice(merged, 10_000)):
+            write(pd.DataFrame([row[1:] for row in batch], columns=columns))
+    failed = [pd.read_csv(path, dtype={"file": str, "error": str}, keep_default_na=False)
+              for (run_of, _, _), files in _chunks(parts, "errors.csv").items() if run_of == run for path in files]
+    errors = errors_path(output)
+    failures: list[tuple[str, str]] = []
+    if failed:
+        table = pd.concat(failed).sort_values(INDEX, kind="stable")
+        failures = list(table[["file", "error"]].itertuples(index=False, name=None))
+        write_table(table[["file", "error"]], errors)
+    else:
+        errors.unlink(missing_ok=True)
+    shutil.rmtree(parts, ignore_errors=True)
+    return failures
+
+
+def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
+                    resume: bool = False, save_every: float = 60.0, ranks: Ranks | None = None,
+                    progress: bool = False, **options: Any) -> Summary:
+    """Predict the audio named by ``inputs`` (see :func:`emosphere.inputs.iter_inputs`) into the
+    table ``output`` (CSV, .jsonl or .parquet; ``options`` as
+    :func:`emosphere.inference.predict_sources`), this process's share of it when ``ranks`` (from
+    :meth:`Ranks.from_env`, inside :meth:`Ranks.joined`) says there are several; see the module
+    docstring for how the processes write and merge. Results are saved in chunks at least every
+    ``save_every`` seconds. ``resume`` keeps the sources already predicted and predicts the others.
+    Failures are logged and written to :func:`errors_path`. Usage errors (bad inputs, nothing to
+    predict, a bad option) raise :class:`InputError` before any work."""
+    output = Path(output)
+    ranks = ranks or Ranks()
     if output.suffix.lower() not in TABLE_SUFFIXES:
         raise InputError(f"{output}: unknown output format; use one of {', '.join(TABLE_SUFFIXES)}")
-    paths = collect_inputs(inputs)
-    if not paths:
+    columns = list(rows([], backend.region_names).columns)
+    done = _done(output, columns) if resume else set()
+    sources, finished, mine = _count(inputs, done, ranks)
+    if not sources:
         raise InputError(f"no audio files found in {', '.join(map(str, inputs))}")
-    done = None
-    if resume and output.exists():
-        done = read_table(output)
-        if not set(TABLE_KEYS) <= set(done.columns):
-            raise InputError(f"{output}: not a prediction table, cannot resume from it")
-        finished = set(done.loc[done["level"] == "file", "file"].astype(str))
-        log.info("resume: %d of %d files already in %s", len(finished & set(paths)), len(paths), output)
-        paths = [p for p in paths if p not in finished]
-    results = predict_sources(backend, paths, **options)
-    tables: list[pd.DataFrame] = [] if done is None else [done]
-    failures: list[Failure] = []
-
-    def save() -> None:
-        write_table(pd.concat(tables, ignore_index=True) if tables else rows([], backend.region_names), output)
-
-    saved = time.monotonic()
+    if finished:
+        log.info("resume: %d of %d sources already predicted in %s", finished, sources, output)
+    if ranks.rank == 0 and not resume:
+        for stale in (output, errors_path(output)):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(parts_path(output), ignore_errors=True)
+    run = ranks.broadcast(time.time_ns() // 1000)  # after rank 0's clean-up
+    ranks.barrier()  # every process has read what was done before any writes
+    parts_path(output).mkdir(parents=True, exist_ok=True)
+    pairs, indices = itertools.tee(_share(inputs, done, ranks))
+    results = predict_sources(backend, (source for _, source in pairs), indices=(index for index, _ in indices),
+                              total=mine, progress=progress and ranks.rank == 0, **options)
+    writer = _PartWriter(parts_path(output), run, ranks, backend.region_names)
+    started = saved = time.monotonic()
+    predicted, audio_seconds, failures = 0, 0.0, []
     try:
         for result in results:
+            writer.add(result)
             if isinstance(result, Prediction):
-                tables.append(result.table(backend.region_names))
+                predicted, audio_seconds = predicted + 1, audio_seconds + result.seconds
             else:
                 log.warning("skipped %s: %s", result.name, result.error)
-                failures.append(result)
-            if time.monotonic() - saved > save_every:
-                save()
+                failures.append((result.name, result.error))
+            if len(writer) >= CHUNK_SOURCES or time.monotonic() - saved > save_every:
+                writer.flush()
                 saved = time.monotonic()
-    finally:
-        save()
-        failed = [(f.name, f.error) for f in failures]
-        if failed:
-            write_table(pd.DataFrame(failed, columns=["file", "error"]), errors_path(output))
+        writer.finish()
+    except BaseException:
+        writer.flush()
+        if not ranks.distributed:
+            _merge(output, run, columns, resume)
         else:
-            errors_path(output).unlink(missing_ok=True)
-    return failed
+            log.error("rank %d stopped; its finished chunks are kept in %s: run again with --resume",
+                      ranks.rank, parts_path(output))
+        raise
+    ranks.barrier()
+    if ranks.rank == 0:
+        missing = [r for r in range(ranks.world) if not Path(f"{parts_path(output)}/run{run}.part-{r}-of-"
+                                                            f"{ranks.world}.done").exists()]
+        if missing:
+            raise RuntimeError(f"parts {missing} of {ranks.world} did not finish; run again with --resume")
+        failures = _merge(output, run, columns, resume)
+    failed = ranks.broadcast(len(failures))
+    predicted, audio_seconds = ranks.sum([predicted, audio_seconds])
+    return Summary(int(predicted), audio_seconds, time.monotonic() - started, failed, failures)
