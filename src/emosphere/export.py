@@ -4,7 +4,8 @@
 the encoder, the pooling and the heads: raw 16 kHz audio in, arousal, valence
 and dominance on [0, 1] (and region logits) out, any batch size and length.
 :class:`emosphere.runtime.OnnxModel` runs such a file with onnxruntime, without
-torch. The file format is described in docs/onnx.md.
+torch. :func:`quantize_onnx` turns such a file into an int8 one for CPUs.
+The file format is described in docs/onnx.md.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 OUTPUT_SCALE = "arousal, valence, dominance on [0, 1]; 1-7 scale = clip(x * 6 + 1, 1, 7)"
 EXTERNAL_DATA_BYTES = 1536 * 1024 * 1024
 """Weights above this size go to ``<file>.data`` beside the model (protobuf files stop at 2 GB)."""
+QUANTIZATIONS = ("int8",)
+QUANTIZED_OPS = ("MatMul",)
+"""The operators whose weights int8 quantisation stores in 8 bits: the encoder's linear layers.
+The convolutions and the small heads (Gemm) stay fp32 (docs/onnx.md gives the measurements)."""
 
 
 class _Graph(nn.Module):
@@ -84,11 +90,14 @@ def metadata(model: EmoSphereSER) -> dict[str, Any]:
         "region_names": model.region_names if model.region_head is not None else [],
         "audio_mean": float(model.audio_mean),
         "audio_std": float(model.audio_std),
+        "quantization": None,
     }
 
 
-def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | None = None) -> Path:
-    """Export ``model`` (normalisation, encoder, pooling, heads) to one ONNX file at ``path``.
+def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | None = None,
+                quantize: str | None = None) -> Path:
+    """Export ``model`` (normalisation, encoder, pooling, heads) to one ONNX file at ``path``;
+    with ``quantize="int8"``, quantised by :func:`quantize_onnx`.
 
     Inputs ``waveform`` float32 [batch, samples] (raw 16 kHz, zero-padded) and
     ``lengths`` int64 [batch]; outputs ``avd`` float32 [batch, 3] and, with a
@@ -100,6 +109,11 @@ def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | No
     import onnx
     import onnx_ir as ir
 
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {quantize!r}; use one of {', '.join(QUANTIZATIONS)}")
+        with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:
+            return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset), path)
     if not model.encoder.exact_batches:
         raise ValueError("this encoder is run one utterance at a time to stay exact (group-norm feature "
                          "extractor, or data2vec-audio); ONNX export supports encoders that batch exactly "
@@ -130,5 +144,28 @@ def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | No
                        for v in onnx_model.graph.initializers.values() if v.const_value is not None)
     with atomic_path(path) as tmp:
         ir.save(onnx_model, tmp, external_data=f"{path.name}.data" if weight_bytes > EXTERNAL_DATA_BYTES else None)
+        onnx.checker.check_model(str(tmp), full_check=False)
+    return path
+
+
+def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, *,
+                  op_types: tuple[str, ...] = QUANTIZED_OPS) -> Path:
+    """Write an int8 copy of the fp32 file ``source`` (from :func:`export_onnx`) to ``path``, atomically:
+    onnxruntime's dynamic quantisation (weights of ``op_types`` stored as signed int8, per output
+    channel; activations quantised on the fly, batch by batch; everything else fp32). The
+    ``emosphere`` metadata records ``quantization: "int8"`` and the operators."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        quantize_dynamic(Path(source), tmp, op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8,
+                         per_channel=True)
+        quantized = onnx.load(str(tmp))
+        props = {prop.key: prop for prop in quantized.metadata_props}
+        described = json.loads(props[METADATA_KEY].value)
+        described.update(quantization="int8", quantized_ops=list(op_types))
+        props[METADATA_KEY].value = json.dumps(described)
+        onnx.save(quantized, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=False)
     return path

@@ -37,6 +37,8 @@ class OnnxModel:
         self.region_names: list[str] = list(self.metadata["region_names"])
         self.min_samples: int = int(self.metadata["min_samples"])
         self.sample_rate: int = int(self.metadata["sample_rate"])
+        self.quantization: str | None = self.metadata.get("quantization")
+        """None for an fp32 model, ``"int8"`` for one from :func:`emosphere.export.quantize_onnx`."""
         self.outputs: list[str] = [o.name for o in session.get_outputs()]
 
     @classmethod
