@@ -1,0 +1,119 @@
+"""Memory of prediction against the number of inputs: the input stream, decoding, chunks and merge.
+
+For each count of files (default 1,000, 10,000 and 100,000), a fresh process
+runs ``emosphere.predict.predict_to_file`` over that many generated short
+files with a model-free backend (constant outputs: the model's own memory
+does not depend on the number of files, and running a real one over 100,000
+files takes hours on 2 cores), and reports its peak resident memory, the
+wall time and the files per second of everything but the model. The files
+are hard links to a few short WAV files (``--seconds`` long) in folders of
+1,000, so the disk holds only the few. The input is a list file (one path a
+line), a folder tree, or a segment table (``--input segments``: that many
+segments of one long recording).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_memory.py [--counts 1000 10000 100000] [--input list]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REGIONS = [f"R{i}" for i in range(8)]
+
+
+class ConstantBackend:
+    """A backend without a model: every window gets the same outputs."""
+
+    region_names = REGIONS
+    min_samples = 400
+
+    def __call__(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full((len(lengths), 3), 0.5, np.float32), np.zeros((len(lengths), len(REGIONS)), np.float32)
+
+
+def make_inputs(root: Path, count: int, kind: str, seconds: float) -> Path:
+    """``count`` inputs under ``root`` and the one path that names them all."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    if kind == "segments":
+        import pandas as pd
+
+        sf.write(root / "long.wav", 0.1 * rng.standard_normal(int((count + 1) * seconds * 16000)).astype(np.float32),
+                 16000)
+        starts = np.arange(count) * seconds
+        pd.DataFrame({"file": "long.wav", "start": starts, "end": starts + seconds}).to_csv(root / "segments.csv",
+                                                                                           index=False)
+        return root / "segments.csv"
+    originals = []
+    for i in range(4):
+        path = root / f"original{i}.wav"
+        sf.write(path, 0.1 * rng.standard_normal(int(seconds * 16000 * (1 + i / 4))).astype(np.float32), 16000)
+        originals.append(path)
+    with open(root / "list.txt", "w") as listing:
+        for i in range(count):
+            folder = root / "audio" / f"{i // 1000:04d}"
+            if i % 1000 == 0:
+                folder.mkdir(parents=True)
+            os.link(originals[i % len(originals)], folder / f"{i:07d}.wav")
+            listing.write(f"audio/{i // 1000:04d}/{i:07d}.wav\n")
+    return root / "list.txt" if kind == "list" else root / "audio"
+
+
+def worker(args: argparse.Namespace) -> None:
+    """In a fresh process: predict the inputs and print the figures as JSON."""
+    from emosphere.predict import predict_to_file
+
+    start = time.perf_counter()
+    summary = predict_to_file(ConstantBackend(), [args.worker], args.output, batch_size=args.batch_size,
+                              workers=args.workers)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"sources": summary.sources, "failed": summary.failed, "seconds": round(seconds, 2),
+                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "output_mib": round(Path(args.output).stat().st_size / 2**20, 1)}))
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--input", choices=["list", "folder", "segments"], default="list",
+                        help="how the files are named (default list)")
+    parser.add_argument("--seconds", type=float, default=0.5, help="length of each file or segment (default 0.5)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0, help="decoding threads (default 0)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return []
+    figures = []
+    for count in args.counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            inputs = make_inputs(Path(tmp), count, args.input, args.seconds)
+            command = [sys.executable, __file__, "--worker", str(inputs), "--output", f"{tmp}/out.csv",
+                       "--batch-size", str(args.batch_size), "--workers", str(args.workers)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            row = {"files": count, "input": args.input, **json.loads(done.stdout.splitlines()[-1])}
+        row["files_per_second"] = round(count / row["seconds"], 1)
+        figures.append(row)
+        print(f"{count:>8} {args.input} inputs: peak RSS {row['peak_rss_mib']:>7.1f} MiB, {row['seconds']:>7.1f} s, "
+              f"{row['files_per_second']:>7.1f} files/s (no model), output {row['output_mib']} MiB", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
