@@ -223,7 +223,7 @@ def test_unknown_output_format_is_a_usage_error(tmp_path, model_dir, capsys):
     sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
     assert main(["predict", "--model", str(model_dir), "--output", str(tmp_path / "out.txt"),
                  str(tmp_path / "a.wav")]) == 2
-    assert "unknown output format" in capsys.readouterr().err
+    assert "unknown table format '.txt'" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()
 
 

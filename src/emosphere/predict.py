@@ -49,7 +49,7 @@ import pandas as pd
 
 from .inference import TABLE_KEYS, Backend, Failure, Prediction, TorchBackend, predict_sources, rows
 from .inputs import InputError, Source, SourceKey, iter_inputs, segment_key, source_key
-from .io import TABLE_SUFFIXES, atomic_path, iter_table, table_writer, write_table, write_text_atomic
+from .io import atomic_path, check_table_path, iter_table, table_writer, write_table, write_text_atomic
 from .ranks import Ranks
 
 log = logging.getLogger(__name__)
@@ -283,8 +283,7 @@ def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], outpu
     predict, a bad option) raise :class:`InputError` before any work."""
     output = Path(output)
     ranks = ranks or Ranks()
-    if output.suffix.lower() not in TABLE_SUFFIXES:
-        raise InputError(f"{output}: unknown output format; use one of {', '.join(TABLE_SUFFIXES)}")
+    check_table_path(output)
     columns = list(rows([], backend.region_names).columns)
     done = _done(output, columns) if resume else set()
     sources, finished, mine = _count(inputs, done, ranks)
