@@ -1,4 +1,4 @@
-"""Inference speed: one utterance at a time vs length-bucketed batches vs onnxruntime.
+"""Inference speed: one utterance at a time vs length-bucketed batches vs onnxruntime, fp32 and int8.
 
 Runs the same generated audio through
 
@@ -6,17 +6,19 @@ Runs the same generated audio through
   (b) eager PyTorch, utterances sorted by length and batched as the inference
       core batches them (emosphere.inference.window_batches),
   (c) onnxruntime on the exported model, with the same batches as (b) (CPU only),
+  (d) onnxruntime on the int8 model (``emosphere export --quantize int8``), same batches (CPU only),
   (b-bf16), (b-fp16) with ``--precisions``: (b) under bf16 / fp16 autocast,
 
 checks that (a), (b) and (c) give the same predictions (and reports how far
-the reduced precisions are from fp32), and prints the real-time factor (wall
-seconds per audio second) and utterances per second of each, with the
-speed-ups b/a and c/b. The paths take turns, ``--repeats`` times, and each
+int8 and the reduced precisions are from fp32), and prints the real-time
+factor (wall seconds per audio second) and utterances per second of each,
+with the speed-ups b/a, c/b and d/c. The paths take turns, ``--repeats`` times, and each
 one's fastest round is reported. The default model is a randomly initialised
 WavLM of base size with style pooling and the octant head (speed does not
 depend on the weights). See docs/benchmarks.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py [--json figures.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py --hidden 1024 --layers 24 --utterances 16   # WavLM-large size
     python bench/predict_speed.py --device cuda --hidden 1024 --layers 24 --batch-size 32 --precisions bf16 fp16
 """
 
@@ -74,6 +76,11 @@ def build_model(hidden: int, layers: int, audio: list[np.ndarray]) -> Any:
     return EmoSphereSER.build(config, stats.result()).eval()
 
 
+def reference(key: str) -> str:
+    """The path each path is compared with: (a) for (b), (c) for int8 (d), (b) for the others."""
+    return {"b": "a", "d": "c"}.get(key, "b")
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -99,7 +106,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if backend.device.type == "cpu":
         import onnxruntime
 
-        from emosphere.export import export_onnx
+        from emosphere.export import export_onnx, quantize_onnx
         from emosphere.runtime import OnnxModel
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +115,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             export_seconds = round(time.perf_counter() - start, 1)
             paths["c"] = (f"onnxruntime, batches of {args.batch_size} by length",
                           OnnxModel.load(path, threads=args.threads, spinning=args.spin), batches)
+            if args.int8:
+                int8 = quantize_onnx(path, Path(tmp) / "int8.onnx")
+                paths["d"] = (f"onnxruntime int8, batches of {args.batch_size}",
+                              OnnxModel.load(int8, threads=args.threads, spinning=args.spin), batches)
         versions["onnxruntime"] = onnxruntime.__version__
     for precision in args.precisions:
         paths[f"b-{precision}"] = (f"PyTorch {precision} autocast, batches of {args.batch_size}",
@@ -148,8 +159,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                   for key, (what, _, _) in paths.items()},
         "speedup_b_over_a": round(best["a"] / best["b"], 2),
         "speedup_c_over_b": round(best["b"] / best["c"], 2) if "c" in best else None,
-        "max_abs_difference": {f"{key}_vs_{'b' if key != 'b' else 'a'}":
-                               float(np.abs(avd[key] - avd["b" if key != "b" else "a"]).max())
+        "speedup_d_over_c": round(best["c"] / best["d"], 2) if "d" in best else None,
+        "max_abs_difference": {f"{key}_vs_{reference(key)}": float(np.abs(avd[key] - avd[reference(key)]).max())
                                for key in paths if key != "a"},
     }
 
@@ -162,7 +173,8 @@ def report(figures: dict[str, Any]) -> None:
         print(f"({key}) {row['what']:<44} {row['seconds']:>8.2f} {row['rtf']:>7.4f} "
               f"{row['utterances_per_second']:>6.2f}  {row['rounds']}")
     differences = ", ".join(f"{key} {value:.1e}" for key, value in figures["max_abs_difference"].items())
-    print(f"speed-up b/a {figures['speedup_b_over_a']:.2f}x, c/b {figures['speedup_c_over_b']}x; "
+    print(f"speed-up b/a {figures['speedup_b_over_a']:.2f}x, c/b {figures['speedup_c_over_b']}x, "
+          f"d/c {figures['speedup_d_over_c']}x; "
           f"max |avd difference| on [0, 1]: {differences}; padding {figures['padding_fraction']:.1%}; "
           f"export {figures['export_seconds']} s")
 
@@ -176,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--hidden", type=int, default=768, help="encoder hidden size (default 768, base)")
     parser.add_argument("--layers", type=int, default=12, help="encoder layers (default 12, base)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of the three paths; the fastest counts "
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the paths; the fastest counts "
                                                                "(default 3)")
     parser.add_argument("--spin", action="store_true",
                         help="let idle threads spin (the engines' default); without it they sleep "
@@ -184,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "processes on a shared machine from distorting the figures")
     parser.add_argument("--device", default="cpu", help="torch device for (a) and (b), e.g. cuda (default cpu); "
                                                         "(c) runs on the CPU only")
+    parser.add_argument("--no-int8", dest="int8", action="store_false", help="leave out (d), onnxruntime int8")
     parser.add_argument("--precisions", nargs="*", default=[], choices=["bf16", "fp16"],
                         help="also run (b) under these autocast precisions")
     parser.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
@@ -194,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     figures = measure(args)
     report(figures)
-    exact = {key: value for key, value in figures["max_abs_difference"].items() if "16" not in key}
+    exact = {key: value for key, value in figures["max_abs_difference"].items() if key.split("_vs_")[0] in ("b", "c")}
     if max(exact.values()) > PARITY:
         raise SystemExit(f"the fp32 paths disagree by more than {PARITY}: {exact}")
     if args.json:
