@@ -277,22 +277,23 @@ def decode(index: int, source: Source, *, min_samples: int, window: float, hop: 
 
 
 def decode_all(sources: Iterable[tuple[int, Source]], *, min_samples: int, window: float, hop: float,
-               workers: int = 0) -> Iterator[Item | Failure]:
-    """Decode ``(index, source)`` pairs in order, ``workers`` threads ahead of the consumer
-    (soundfile and soxr release the GIL while they work); 0 decodes in the calling thread."""
+               workers: int = 0, ahead: int = 0) -> Iterator[Item | Failure]:
+    """Decode ``(index, source)`` pairs in order, in ``workers`` threads (soundfile and soxr release
+    the GIL while they work) that keep up to ``ahead`` sources (at least ``2 * workers``) decoded
+    or decoding ahead of the consumer; 0 workers decode in the calling thread."""
     options = {"min_samples": min_samples, "window": window, "hop": hop}
     if workers <= 0:
         for index, source in sources:
             yield decode(index, source, **options)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="emosphere-decode") as pool:
-        ahead: deque = deque()
+        ahead_of: deque = deque()
         for index, source in sources:
-            ahead.append(pool.submit(decode, index, source, **options))
-            if len(ahead) >= 2 * workers:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
+            ahead_of.append(pool.submit(decode, index, source, **options))
+            if len(ahead_of) >= max(ahead, 2 * workers):
+                yield ahead_of.popleft().result()
+        while ahead_of:
+            yield ahead_of.popleft().result()
 
 
 def pools(decoded: Iterable[Item | Failure], windows: int) -> Iterator[list[Item | Failure]]:
@@ -389,7 +390,8 @@ def predict_sources(backend: Backend, sources: Iterable[Source], *, batch_size: 
     """Predict every source, yielding a :class:`Prediction` or :class:`Failure` for each, in input
     order, pool by pool. ``sources`` may be a lazy iterable, consumed as the run goes.
     ``indices`` gives each source's ``index`` (default: its position). ``window`` and ``hop``
-    default to :data:`WINDOW_SECONDS` and :data:`HOP_SECONDS`; ``workers`` threads decode ahead.
+    default to :data:`WINDOW_SECONDS` and :data:`HOP_SECONDS`; ``workers`` threads decode up to
+    a pool ahead, while the model runs (a GPU waits less; the audio of two pools is in memory).
     The progress bar counts sources (of ``total``, by default ``len(sources)`` when it has one,
     with an ETA), and shows the hours of audio predicted and their rate in audio hours per hour.
     Bad options raise :class:`InputError` here, before anything runs."""
@@ -399,7 +401,8 @@ def predict_sources(backend: Backend, sources: Iterable[Source], *, batch_size: 
     if total is None and isinstance(sources, Sized):
         total = len(sources)
     decoded = decode_all(zip(itertools.count() if indices is None else indices, sources),
-                         min_samples=backend.min_samples, window=window, hop=hop, workers=workers)
+                         min_samples=backend.min_samples, window=window, hop=hop, workers=workers,
+                         ahead=batch_size * POOL_BATCHES)  # the next pool decodes while the model runs
 
     def run() -> Iterator[Prediction | Failure]:
         seconds, started = 0.0, time.monotonic()

@@ -103,6 +103,11 @@ def parts_path(output: str | os.PathLike) -> Path:
     return output.with_name(f"{output.name}.parts")
 
 
+def _part(output: Path, run: int, rank: int, world: int) -> str:
+    """The start of the names of the files of one process's part of run ``run``."""
+    return f"{parts_path(output)}/run{run}.part-{rank}-of-{world}"
+
+
 @dataclass
 class Summary:
     """What a run did, over all processes."""
@@ -188,8 +193,8 @@ def _count(inputs: Sequence[str | os.PathLike], done: set[SourceKey], ranks: Ran
 class _PartWriter:
     """This process's chunk files of one run."""
 
-    def __init__(self, parts: Path, run: int, ranks: Ranks, region_names: Sequence[str]) -> None:
-        self.prefix = parts / f"run{run}.part-{ranks.rank}-of-{ranks.world}"
+    def __init__(self, output: Path, run: int, ranks: Ranks, region_names: Sequence[str]) -> None:
+        self.prefix = _part(output, run, ranks.rank, ranks.world)
         self.region_names = region_names
         self.predictions: list[Prediction] = []
         self.failures: list[Failure] = []
@@ -301,7 +306,7 @@ def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], outpu
     pairs, indices = itertools.tee(_share(inputs, done, ranks))
     results = predict_sources(backend, (source for _, source in pairs), indices=(index for index, _ in indices),
                               total=mine, progress=progress and ranks.rank == 0, **options)
-    writer = _PartWriter(parts_path(output), run, ranks, backend.region_names)
+    writer = _PartWriter(output, run, ranks, backend.region_names)
     started = saved = time.monotonic()
     predicted, audio_seconds, failures = 0, 0.0, []
     try:
@@ -326,8 +331,7 @@ def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], outpu
         raise
     ranks.barrier()
     if ranks.rank == 0:
-        missing = [r for r in range(ranks.world) if not Path(f"{parts_path(output)}/run{run}.part-{r}-of-"
-                                                            f"{ranks.world}.done").exists()]
+        missing = [r for r in range(ranks.world) if not Path(f"{_part(output, run, r, ranks.world)}.done").exists()]
         if missing:
             raise RuntimeError(f"parts {missing} of {ranks.world} did not finish; run again with --resume")
         failures = _merge(output, run, columns, resume)
