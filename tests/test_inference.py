@@ -113,3 +113,21 @@ def test_decoding_threads_give_the_same_results_in_the_same_order():
     for a, b in zip(serial, threaded):
         if isinstance(a, Prediction):
             np.testing.assert_array_equal(a.avd, b.avd)
+
+
+def test_sources_are_consumed_lazily_with_a_progress_bar_of_files_and_hours(monkeypatch, capsys):
+    pulled = []
+
+    def stream():
+        for seconds in (1.0, 2.0, 3.0, 4.0):
+            pulled.append(seconds)
+            yield ramp(seconds)
+
+    monkeypatch.setattr(inference, "POOL_BATCHES", 1)
+    results = inference.predict_sources(Recorder(), stream(), batch_size=1, progress=True, total=4,
+                                        indices=iter([10, 20, 30, 40]))
+    first = next(results)
+    assert first.index == 10 and pulled == [1.0]  # one source decoded, predicted and handed on
+    assert [r.index for r in results] == [20, 30, 40] and len(pulled) == 4
+    bar = capsys.readouterr().err
+    assert "4/4" in bar and "0.003 h of audio" in bar  # 10 s

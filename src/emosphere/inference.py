@@ -413,7 +413,7 @@ def predict_sources(backend: Backend, sources: Iterable[Source], *, batch_size: 
                     bar.update()
                     yield result
                 rate = seconds / max(time.monotonic() - started, 1e-9)
-                bar.set_postfix_str(f"{seconds / 3600:.2f} h of audio, {rate:.0f} h/h", refresh=False)
+                bar.set_postfix_str(f"{seconds / 3600:.3f} h of audio, {rate:.0f} h/h", refresh=False)
 
     return run()
 
