@@ -182,20 +182,23 @@ def test_resume_keeps_finished_files_and_appends_the_rest(model_dir, audio, tmp_
     assert read_table(output).arousal[0] != 99.0  # without --resume the output is rewritten
 
 
+class InterruptedOnSecondBatch(TorchBackend):
+    def __init__(self, model):
+        super().__init__(model)
+        self.calls = 0
+
+    def __call__(self, waveform, lengths):
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return super().__call__(waveform, lengths)
+
+
 def test_interrupted_run_leaves_a_complete_table_to_resume_from(model, audio, tmp_path, monkeypatch):
-    class Interrupted(TorchBackend):
-        calls = 0
-
-        def __call__(self, waveform, lengths):
-            Interrupted.calls += 1
-            if Interrupted.calls == 2:
-                raise KeyboardInterrupt
-            return super().__call__(waveform, lengths)
-
     monkeypatch.setattr(inference, "POOL_BATCHES", 1)  # one file per pool at batch size 1
     output = tmp_path / "out.parquet"
     with pytest.raises(KeyboardInterrupt):
-        predict_to_file(Interrupted(model), good_files(audio), output, batch_size=1)
+        predict_to_file(InterruptedOnSecondBatch(model), good_files(audio), output, batch_size=1)
     assert list(read_table(output).file) == good_files(audio)[:1]
     assert predict_to_file(TorchBackend(model), good_files(audio), output, resume=True, batch_size=1).failures == []
     assert list(read_table(output).file) == good_files(audio)
@@ -271,21 +274,11 @@ def test_a_process_that_dies_leaves_complete_chunks_and_any_count_resumes(model,
     files = [str(audio / "long.wav"), *good_files(audio), str(audio / "bad" / "short.wav")]
     single = tmp_path / "single.csv"
     predict_to_file(TorchBackend(model), files, single, batch_size=1)
-
-    class DiesOnSecondBatch(TorchBackend):
-        calls = 0
-
-        def __call__(self, waveform, lengths):
-            DiesOnSecondBatch.calls += 1
-            if DiesOnSecondBatch.calls == 2:
-                raise KeyboardInterrupt
-            return super().__call__(waveform, lengths)
-
     monkeypatch.setattr(inference, "POOL_BATCHES", 1)  # at batch size 1: a pool per window
     monkeypatch.setattr("emosphere.predict.CHUNK_SOURCES", 1)  # a chunk per source
     output = tmp_path / "out.csv"
     with pytest.raises(KeyboardInterrupt):  # rank 1 of 2 (files 1, 3 and 5) dies in its second file
-        predict_to_file(DiesOnSecondBatch(model), files, output, ranks=Uncoordinated(1, 2), batch_size=1)
+        predict_to_file(InterruptedOnSecondBatch(model), files, output, ranks=Uncoordinated(1, 2), batch_size=1)
     written = sorted(os.listdir(parts_path(output)))
     assert len(written) == 1 and written[0].endswith(".part-1-of-2.000000.csv") and not output.exists()
     # rank 0 finishes its share, but the output waits for a part that was never marked done
