@@ -73,7 +73,8 @@ TABLE_KEYS = ["file", "level", "start", "end"]
 
 class Backend(Protocol):
     """A model behind numpy arrays: raw 16 kHz ``waveform`` (batch, samples) float32, zero-padded,
-    and ``lengths`` (batch,) int64 -> (avd (batch, 3) on [0, 1], region logits (batch, K) or None)."""
+    and ``lengths`` (batch,) int64 -> (avd (batch, 3) on [0, 1], region logits (batch, K) or None).
+    ``region_names``: the K regions, empty when there are no region logits."""
 
     @property
     def region_names(self) -> list[str]: ...
@@ -116,7 +117,8 @@ class TorchBackend:
 
     @property
     def region_names(self) -> list[str]:
-        return self.model.region_names
+        """The columns of the region logits; none without a region head (as :class:`OnnxModel`)."""
+        return self.model.region_names if self.model.region_head is not None else []
 
     @property
     def min_samples(self) -> int:
