@@ -72,9 +72,23 @@ def _add_corpus_options(parser: argparse.ArgumentParser, required: bool) -> None
     parser.add_argument("--audio-dir", type=Path, help="audio folder (default: <corpus>/Audios)")
 
 
-def _add_precision_option(parser: argparse.ArgumentParser) -> None:
+def _add_model_options(parser: argparse.ArgumentParser, *, onnx: bool) -> None:
+    """How a model runs: --model (and --backend, where an exported ONNX file may run), --device, --precision."""
+    if onnx:
+        parser.add_argument("--model", required=True,
+                            help="model directory or Hugging Face hub id; with --backend onnx, the exported .onnx file")
+        parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                            help="run the model with PyTorch or ONNX Runtime (default torch)")
+    else:
+        parser.add_argument("--model", required=True, type=Path, help="model directory (e.g. runs/demo/model)")
+    parser.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp32 (exact; TF32 off on GPUs) or bf16/fp16 autocast, faster on GPUs (default fp32)")
+
+
+def _add_decoding_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-workers", type=COUNT, default=0,
+                        help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -379,17 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
                             description="CCC per dimension and mean (1-7 scale, whole split), region accuracy, "
                                         "macro-F1 and UAR. Writes metrics.json, predictions.csv (challenge format) "
                                         "and predictions_full.csv.")
-    p.add_argument("--model", required=True, type=Path, help="model directory (e.g. runs/demo/model)")
+    _add_model_options(p, onnx=False)
     _add_corpus_options(p, required=False)
     p.add_argument("--split", default="Development", help="Split_Set to evaluate (default: Development)")
     p.add_argument("--keep-other", action=argparse.BooleanOptionalAction, default=None,
                    help="keep O/X rows (default: as the model was trained)")
     p.add_argument("--output-dir", type=Path, help="where to write (default: <model>/../eval_<split>)")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="utterances per batch (default 16)")
-    p.add_argument("--num-workers", type=COUNT, default=0,
-                   help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
-    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    _add_precision_option(p)
+    _add_decoding_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
@@ -406,20 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio file, folder, list file, manifest table (optionally with start and end columns: "
                         "segments) or glob pattern")
-    p.add_argument("--model", required=True,
-                   help="model directory or Hugging Face hub id; with --backend onnx, the exported .onnx file")
+    _add_model_options(p, onnx=True)
     p.add_argument("--output", required=True, type=Path,
                    help="output table: CSV, or JSON lines (.jsonl) or parquet (.parquet) by extension")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="run the model with PyTorch or ONNX Runtime (default torch)")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="windows per batch (default 8)")
     p.add_argument("--window", type=POSITIVE,
                    help="window length in seconds; longer audio is cut into windows (default 12, the training crop)")
     p.add_argument("--hop", type=POSITIVE, help="seconds between window starts (default 6; at most the window)")
-    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    _add_precision_option(p)
-    p.add_argument("--num-workers", type=COUNT, default=0,
-                   help="threads that decode audio ahead of the model (default 0: decode in the main thread)")
+    _add_decoding_option(p)
     p.add_argument("--threads", type=POSITIVE_INT,
                    help="CPU threads per process (default: the engine's choice for one process; the cores shared "
                         "among the processes of the node under torchrun)")
@@ -449,14 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "GET / is a web page to upload or record audio; GET /health; "
                                         "GET /openapi.json. Concurrent requests are batched together on the model. "
                                         "Needs pip install 'emosphere[serve]'. See docs/serve.md.")
-    p.add_argument("--model", required=True,
-                   help="model directory or Hugging Face hub id; with --backend onnx, the exported .onnx file")
+    _add_model_options(p, onnx=True)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=COUNT, default=8000, help="port to listen on (default 8000; 0: any free port)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="run the model with PyTorch or ONNX Runtime (default torch)")
-    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    _add_precision_option(p)
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--batch-wait-ms", type=NON_NEGATIVE, default=5.0,
                    help="how long the model waits for other requests to batch with the first (default 5 ms)")
