@@ -1,8 +1,8 @@
 """Service load: requests per second and p50/p95 latency of ``emosphere serve`` on loopback.
 
 Two servers are started, each in its own process on a free loopback port:
-one with cross-request batching (the default), one without
-(``--no-batching``). Then 1, 4 and 16 concurrent clients (asyncio tasks
+one with cross-request batching (``--batching on``; the default on GPUs), one
+without (``--batching off``; the default on CPUs). Then 1, 4 and 16 concurrent clients (asyncio tasks
 sharing one httpx client) post generated clips back to back to each server in
 turn (the idle server sleeps) until ``--requests`` have been answered. Reported per mode and client count: requests per second,
 p50 / p95 latency (seconds from sending the upload to the parsed answer), and
@@ -40,7 +40,7 @@ import numpy as np
 from predict_speed import SAMPLE_RATE, build_model, make_audio
 
 PARITY = 1e-5
-MODES = {"batched": [], "one request at a time": ["--no-batching"]}
+MODES = {"batched": ["--batching", "on"], "one request at a time": ["--batching", "off"]}
 
 
 def wav(samples: np.ndarray) -> bytes:

@@ -327,12 +327,14 @@ def test_serve_without_the_extra_says_how_to_install_it(monkeypatch, capsys):
     assert "pip install 'emosphere[serve]'" in error and len(error.splitlines()) == 1
 
 
-def test_emosphere_serve_answers_until_interrupted(model, clips, tmp_path):
+@pytest.mark.parametrize("options, batching", [([], False), (["--batching", "on"], True)])
+def test_emosphere_serve_answers_until_interrupted(model, clips, tmp_path, options, batching):
+    """On a CPU, --batching auto (the default) runs each request alone; on asks for batching."""
     model_dir = model.save_pretrained(tmp_path / "model")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir),
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                "--port", "0", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = process.stdout.readline()
         address = re.search(r"http://127\.0\.0\.1:\d+", line)
@@ -346,6 +348,8 @@ def test_emosphere_serve_answers_until_interrupted(model, clips, tmp_path):
                 assert time.monotonic() < deadline and process.poll() is None, "the service did not answer"
                 time.sleep(0.1)
         assert health.json()["model"] == str(model_dir)
+        assert health.json()["settings"]["cross_request"] is batching
+        assert f"cross-request batching {'on' if batching else 'off'}" in line
         answer = post(address.group(), "a.wav", clips["a.wav"].read_bytes()).json()
         assert_same(answer, expected(model, clips["a.wav"]), model.region_names)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -243,7 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError("emosphere serve needs fastapi, uvicorn and python-multipart: "
                         f"pip install 'emosphere[serve]' ({error})") from None
     settings = Settings(batch_size=args.batch_size, batch_wait=args.batch_wait_ms / 1000,
-                        cross_request=not args.no_batching, max_upload_mb=args.max_upload_mb,
+                        cross_request=args.batching != "off", max_upload_mb=args.max_upload_mb,
                         max_seconds=args.max_seconds, max_pending=args.max_pending)
     with listen(args.host, args.port) as sock:
         try:
@@ -251,9 +252,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ImportError as error:
             raise UserError(f"the {args.backend} backend cannot be loaded (for onnx: pip install "
                             f"'emosphere[onnx]'): {error}") from None
+        if args.batching == "auto":  # batching pays on GPUs; on CPUs one request already fills the cores
+            settings = dataclasses.replace(settings, cross_request=args.backend == "torch"
+                                           and backend.device.type == "cuda")
         host, port = sock.getsockname()[:2]
         print(f"serving {args.model} on http://{host}:{port}/ (the page), POST /predict, GET /health, "
-              "GET /openapi.json; Ctrl-C stops", flush=True)
+              f"GET /openapi.json; cross-request batching {'on' if settings.cross_request else 'off'}; "
+              "Ctrl-C stops", flush=True)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then re-raises the Ctrl-C
             server(create_app(backend, settings, model_name=str(args.model)), sock).run(sockets=[sock])
     return 0
@@ -452,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "answers JSON with arousal, valence, dominance (1-7 and [0, 1]), r/theta/phi, "
                                         "the region and its probabilities, and per-window values for long audio; "
                                         "GET / is a web page to upload or record audio; GET /health; "
-                                        "GET /openapi.json. Concurrent requests are batched together on the model. "
+                                        "GET /openapi.json. On a GPU, concurrent requests are batched together. "
                                         "Needs pip install 'emosphere[serve]'. See docs/serve.md.")
     _add_model_options(p, onnx=True)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -460,9 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="windows per forward pass (default 8)")
     p.add_argument("--batch-wait-ms", type=NON_NEGATIVE, default=5.0,
                    help="how long the model waits for other requests to batch with the first (default 5 ms)")
-    p.add_argument("--no-batching", action="store_true",
-                   help="run each request on its own instead of batching concurrent requests together "
-                        "(faster on CPUs, see docs/benchmarks.md)")
+    p.add_argument("--batching", choices=["auto", "on", "off"], default="auto",
+                   help="batch concurrent requests together on the model: auto (default) on a GPU only, where "
+                        "it pays; on a CPU one request at a time answers more (docs/benchmarks.md)")
     p.add_argument("--max-upload-mb", type=POSITIVE, default=50.0, help="largest upload in MiB (default 50)")
     p.add_argument("--max-seconds", type=POSITIVE, default=600.0, help="longest audio in seconds (default 600)")
     p.add_argument("--max-pending", type=POSITIVE_INT, default=64,
