@@ -226,3 +226,66 @@ def test_a_killed_save_keeps_the_previous_model(tmp_path):
     for partial in tmp_path.glob(".m.*"):  # the killed save's temporary folder does not load
         with pytest.raises(ModelError):
             EmoSphereSER.from_pretrained(partial)
+
+
+NO_DROPOUT = {"hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "feat_proj_dropout": 0.0}
+TRAIN_LENGTHS = [16000, 3000, 15000, 4000, 9000, 2000, 14000, 5000]
+
+
+def training_loss_and_gradients(model, seed=0):
+    """The training objective (per-batch CCC + region loss) on a random-length batch, and its gradients."""
+    from emosphere.losses import ccc_loss, region_loss
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.zeros(len(TRAIN_LENGTHS), max(TRAIN_LENGTHS))
+    for i, n in enumerate(TRAIN_LENGTHS):
+        x[i, :n] = 0.1 * torch.randn(n, generator=generator)
+    targets, regions = torch.rand(len(TRAIN_LENGTHS), 3, generator=generator), torch.arange(8)
+    model.train()
+    model.zero_grad()
+    torch.manual_seed(seed)
+    out = model(x, torch.tensor(TRAIN_LENGTHS))
+    loss = ccc_loss(out.avd, targets) + region_loss(out.region_logits, regions, None)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def deterministic_model(**encoder_changes):
+    config = tiny_model_config(pooling_dropout=0.0, head_dropout=0.0)
+    config.encoder.config = {**TINY_WAVLM, **NO_DROPOUT, **encoder_changes}
+    torch.manual_seed(0)
+    return EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1))
+
+
+@pytest.mark.parametrize("layerdrop", [0.0, 0.5])
+def test_sub_batches_give_the_padded_batch_loss_and_gradients(layerdrop):
+    from emosphere.subbatch import plan
+
+    model = deterministic_model(layerdrop=layerdrop, num_hidden_layers=4)
+    assert len(plan(TRAIN_LENGTHS, model.encoder.sub_batches)) > 1
+    split_loss, split_grads = training_loss_and_gradients(model)
+    model.encoder.sub_batches = 1
+    whole_loss, whole_grads = training_loss_and_gradients(model)
+    # With layer drop, every sub-batch skips the same layers (drawn once per batch from the same seed).
+    torch.testing.assert_close(split_loss, whole_loss, atol=1e-5, rtol=0)
+    assert split_grads.keys() == whole_grads.keys()
+    for name in whole_grads:
+        torch.testing.assert_close(split_grads[name], whole_grads[name], atol=1e-5, rtol=0, msg=name)
+    model.encoder.sub_batches = 4
+    if layerdrop:  # another seed drops other layers: the draw really happens
+        assert not torch.allclose(training_loss_and_gradients(model, seed=1)[0], split_loss)
+    assert model.encoder.model.config.layerdrop == layerdrop and len(model.encoder.model.encoder.layers) == 4
+
+
+def test_a_model_saved_with_one_attention_predicts_the_same_with_the_other(tmp_path):
+    config = tiny_model_config()
+    config.encoder.attention = "eager"
+    model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = EmoSphereSER.from_pretrained(tmp_path / "m")
+    assert loaded.encoder.attention == "eager"  # the saved choice is how it runs...
+    loaded.encoder.set_attention("fused")  # ...and any other is a switch away: same weights
+    x, lengths = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, lengths).avd, model(x, lengths).avd, atol=1e-5, rtol=0)
+    assert_batch_equals_alone(loaded)

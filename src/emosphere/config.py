@@ -65,6 +65,7 @@ Positive = Annotated[float, Bounds(low=0, low_open=True)]
 NonNegative = Annotated[float, Bounds(low=0)]
 Dropout = Annotated[float, Bounds(low=0, high=1, high_open=True)]
 Seed = Annotated[int, Bounds(low=0, high=2**32 - 1)]
+Attention = Literal["fused", "eager"]
 
 
 @dataclass
@@ -100,6 +101,11 @@ class EncoderConfig:
     config: dict[str, Any] = field(default_factory=dict)
     """transformers config values; with pretrained false it must name model_type (e.g. wavlm)."""
     freeze_feature_encoder: bool = True
+    attention: Attention = "fused"
+    """Self-attention kernels: fused (scaled_dot_product_attention; for encoders other than WavLM,
+    transformers' sdpa) or eager (transformers' own path). Same weights, same function."""
+    sub_batches: AtLeastOne = 4
+    """Encode a batch in up to this many length-sorted sub-batches (less padding, same result); 1: whole."""
 
 
 @dataclass
@@ -155,6 +161,11 @@ class TrainerConfig:
     log_every_n_steps: AtLeastOne = 50
     checkpoint_every_n_steps: Count = 0
     """Also write checkpoints/last.ckpt every N optimiser steps, for a mid-epoch resume; 0: at epoch ends only."""
+    compile: bool = False
+    """torch.compile the encoder's blocks for training steps (lengths rounded up to a ladder of buckets)."""
+    micro_batches_per_step: AtLeastOne = 1
+    """Encode this many accumulation micro-batches (of data.batch_size) in one step, each with its own
+    loss; must divide optim.accumulate_grad_batches. Same objective, fewer and fuller encoder calls."""
     progress: bool = True
 
 
@@ -275,6 +286,10 @@ def validate(config: RunConfig) -> RunConfig:
     if not (config.trainer.devices == "auto" or re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", config.trainer.devices)):
         raise ConfigError(f"trainer.devices: {config.trainer.devices!r} is not auto, a count (-1: all) "
                           "or a list of indices such as 0,1")
+    micro, accumulate = config.trainer.micro_batches_per_step, config.optim.accumulate_grad_batches
+    if accumulate % micro:
+        raise ConfigError(f"trainer.micro_batches_per_step: {micro} does not divide "
+                          f"optim.accumulate_grad_batches ({accumulate})")
     return config
 
 
