@@ -62,6 +62,8 @@ def test_feature_encoder_is_frozen_and_transformer_trains():
     model = EmoSphereSER.build(tiny_model_config())
     assert not any(p.requires_grad for p in model.encoder.model.feature_extractor.parameters())
     assert all(p.requires_grad for p in model.encoder.model.encoder.parameters())
+    model.train()  # and no backward pass runs through the frozen convolutions
+    assert not model.encoder.model.feature_extractor(torch.zeros(1, 800)).requires_grad
 
 
 def test_heads_and_outputs():
