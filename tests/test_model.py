@@ -291,3 +291,23 @@ def test_a_model_saved_with_one_attention_predicts_the_same_with_the_other(tmp_p
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, lengths).avd, model(x, lengths).avd, atol=1e-5, rtol=0)
     assert_batch_equals_alone(loaded)
+
+
+def test_compiled_training_steps_match_and_compile_once_per_length_bucket():
+    from torch._dynamo.utils import counters
+
+    model = deterministic_model(layerdrop=0.5, mask_time_prob=0.5, mask_time_length=2, num_hidden_layers=4)
+    hf_config = model.encoder.model.config
+    hf_config.mask_time_prob = 0.0  # time masking draws from numpy: off while comparing
+    plain_loss, plain_grads = training_loss_and_gradients(model)
+    model.encoder.compile_training(16000, backend="eager")  # dynamo's graph capture, no code generation
+    counters.clear()
+    loss, grads = training_loss_and_gradients(model)
+    torch.testing.assert_close(loss, plain_loss, atol=1e-5, rtol=0)
+    for name in plain_grads:
+        torch.testing.assert_close(grads[name], plain_grads[name], atol=1e-5, rtol=0, msg=name)
+    graphs = counters["stats"]["unique_graphs"]
+    hf_config.mask_time_prob = 0.5  # transformers' time masking and layer drop run between the compiled blocks
+    training_loss_and_gradients(model, seed=1)
+    assert not counters["graph_break"]
+    assert counters["stats"]["unique_graphs"] == graphs  # same length buckets: nothing new to compile

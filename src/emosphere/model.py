@@ -187,7 +187,7 @@ class Encoder(nn.Module):
         positions = torch.arange(frames.shape[1], device=frames.device)
         return frames, positions[None, :] < frame_lengths[:, None]
 
-    def compile_training(self, max_samples: int) -> None:
+    def compile_training(self, max_samples: int, backend: str = "inductor") -> None:
         """Compile the encoder's blocks (feature extractor, projection, positional convolution and each
         transformer layer) for training steps; evaluation runs them uncompiled.
 
@@ -195,6 +195,7 @@ class Encoder(nn.Module):
         ``max_samples`` (the training crop), so each block compiles once per rung it meets (and once
         more for a single utterance); the number of utterances is a dynamic size. The glue between
         the blocks stays eager: transformers' time masking (numpy) and layer drop break no graph.
+        ``backend``: torch.compile's.
         """
         self.buckets = LengthBuckets(int(self.frame_lengths(torch.tensor(max_samples))))
         # One compiled layer is reused by all layers, but each rung, layer 0 (which computes the
@@ -206,7 +207,7 @@ class Encoder(nn.Module):
                   getattr(encoder, "pos_conv_embed", None), *encoder.layers]
         for block in blocks:
             if block is not None:
-                block.forward = _CompiledForTraining(block)
+                block.forward = _CompiledForTraining(block, backend)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], freeze_feature_encoder: bool = True, **options: Any) -> "Encoder":
@@ -231,9 +232,9 @@ class _CompiledForTraining:
     """A block's ``forward`` compiled for training (see :meth:`Encoder.compile_training`): dim 0 of
     the first input and of ``attention_mask`` (the utterances) is dynamic, every other size static."""
 
-    def __init__(self, block: nn.Module) -> None:
+    def __init__(self, block: nn.Module, backend: str) -> None:
         self.block, self.eager = block, block.forward
-        self.compiled = torch.compile(self.eager)
+        self.compiled = torch.compile(self.eager, backend=backend)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self.block.training:
