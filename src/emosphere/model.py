@@ -95,9 +95,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.model = model
         if freeze_feature_encoder:
-            # transformers' own switch: besides the parameters it stops the feature extractor from
-            # making its input require grad (a backward pass through it for nothing, and a graph break).
-            model.freeze_feature_encoder()
+            # transformers' own switch (HubertModel lacks the public freeze_feature_encoder): besides
+            # the parameters it stops the feature extractor from making its input require grad (a
+            # backward pass through the frozen convolutions for nothing, and a graph break).
+            model.feature_extractor._freeze_parameters()
         self.exact_batches = (getattr(model.config, "feat_extract_norm", "layer") != "group"
                               and model.config.model_type not in self._PADDING_LEAKS)
         if not self.exact_batches:
