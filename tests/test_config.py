@@ -36,6 +36,7 @@ def test_paper_recipe_settings():
     assert config.optim.lr == 1e-5 and config.data.batch_size * config.optim.accumulate_grad_batches == 64
     assert (config.trainer.max_epochs, config.trainer.seed, config.data.max_seconds) == (20, 7, 12.0)
     assert not config.data.keep_other
+    assert config.model.encoder.attention == "fused" and not config.data.bucket_by_length
 
 
 def test_overrides_and_round_trip(tmp_path):
@@ -52,6 +53,9 @@ def test_overrides_and_round_trip(tmp_path):
     ("trainer.max_epochs=three", "trainer.max_epochs"),
     ("data.keep_other=maybe", "data.keep_other"),
     ("nonsense", "key.sub=value"),
+    ("trainer.micro_batches_per_step=3", r"micro_batches_per_step: 3 .* divide optim.accumulate_grad_batches \(4\)"),
+    ("model.encoder.sub_batches=0", "model.encoder.sub_batches"),
+    ("model.encoder.attention=flash", "model.encoder.attention: 'flash' is not one of fused, eager"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):

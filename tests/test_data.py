@@ -83,3 +83,15 @@ def test_measure_stats_subset_is_seeded(corpus):
     b = data.measure_stats(table, max_files=5, seed=1, progress=False)
     full = data.measure_stats(table, progress=False)
     assert a == b and a.num_files == 5 and full.num_files == len(table)
+
+
+def test_micro_batches_load_the_same_batches_together(corpus):
+    table = prepare_labels(Corpus.at(corpus), RegionSet(), progress=False)
+    plain = list(data.loader(table, batch_size=3, shuffle=True, seed=5))
+    loader = data.loader(table, batch_size=3, shuffle=True, seed=5, micro_batches=4)
+    grouped = list(loader)
+    assert len(grouped) == len(loader) == -(-len(plain) // 4)  # the last step holds the remaining batches
+    assert len(table) % 3 and any(len(batch.index) < 3 for batch in plain)  # a short batch stays short
+    rebuilt = [batch.index[batch.micro_batch == g].tolist() for batch in grouped for g in batch.micro_batch.unique()]
+    assert rebuilt == [batch.index.tolist() for batch in plain]  # same batches, same order
+    assert plain[0].micro_batch is None and grouped[0].micro_batch.tolist()[:4] == [0, 0, 0, 1]

@@ -1,6 +1,7 @@
 """A short training run on a generated MSP-Podcast-layout corpus, through the CLI."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -234,3 +235,54 @@ def test_tensorboard_gets_every_curve_of_the_csv_log(run):
     curves = set(pd.read_csv(run / "logs" / "version_0" / "metrics.csv").columns) - {"epoch", "step"}
     events = EventAccumulator(str(run / "tensorboard" / "version_0")).Reload()
     assert {"dev/ccc_mean", "train/aux_weight", "train/ccc_loss_epoch"} <= curves <= set(events.Tags()["scalars"])
+
+
+def test_micro_batches_give_the_gradient_of_the_accumulated_plain_batches():
+    import numpy as np
+    import torch
+
+    from conftest import tiny_model_config
+    from emosphere import data
+    from emosphere.audio import AudioStats
+    from emosphere.config import OptimConfig, RunConfig, TrainerConfig
+    from emosphere.train import EmoSphereTask
+
+    rng = np.random.default_rng(0)
+    items = [{"waveform": (0.1 * rng.standard_normal(n)).astype(np.float32), "index": i,
+              "avd": rng.uniform(size=3).astype(np.float32), "region": i % 8}
+             for i, n in enumerate([9000, 3000, 16000, 5000, 12000, 2000, 7000])]
+    batches = [items[:4], items[4:]]  # the second one short, as at the end of an epoch
+    config = tiny_model_config(pooling_dropout=0.0, head_dropout=0.0)
+    config.encoder.config = {**TINY_WAVLM, "hidden_dropout": 0.0, "attention_dropout": 0.0,
+                             "activation_dropout": 0.0, "feat_proj_dropout": 0.0}
+    torch.manual_seed(0)
+    model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).train()
+    weights = np.linspace(0.5, 2.0, 8)
+
+    def gradients(micro_batches, loaded):
+        run = RunConfig(optim=OptimConfig(accumulate_grad_batches=2),
+                        trainer=TrainerConfig(micro_batches_per_step=micro_batches))
+        task = EmoSphereTask(model, run, weights)
+        model.zero_grad()
+        for batch in loaded:  # what Lightning does: each step's loss / its accumulate_grad_batches
+            (task.training_step(batch, 0) / (2 // micro_batches)).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    with pytest.warns(UserWarning, match="self.log"):  # no trainer attached here
+        plain = gradients(1, [data.collate(b) for b in batches])
+        together = gradients(2, [data.collate_micro_batches(batches)])
+        union = gradients(1, [data.collate(items)])
+    for name in plain:
+        torch.testing.assert_close(together[name], plain[name], atol=1e-5, rtol=0, msg=name)
+    # the per-batch CCC of the union of the batches would be another objective
+    assert any(not torch.allclose(union[n], plain[n], atol=1e-4) for n in plain)
+
+
+def test_micro_batches_and_bf16_train_through_the_cli(corpus, tmp_path):
+    assert main(train_args(corpus, tmp_path, "trainer.max_epochs=1", "--no-eval", "trainer.precision=bf16-mixed",
+                           "optim.accumulate_grad_batches=2", "trainer.micro_batches_per_step=2")) == 0
+    logs = pd.read_csv(tmp_path / "logs" / "version_0" / "metrics.csv")
+    steps = logs.dropna(subset=["train/loss"])
+    train_rows = int((pd.read_csv(tmp_path / "labels.csv")["Split_Set"] == "Train").sum())
+    assert len(steps) == math.ceil(math.ceil(train_rows / 8) / 2)  # batches of 8, two per step
+    assert steps["train/loss"].notna().all() and (tmp_path / "model" / "model.safetensors").is_file()

@@ -11,6 +11,7 @@ scores.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -40,6 +41,9 @@ class Batch:
     """(batch, 3) targets on [0, 1]."""
     region: torch.Tensor | None = None
     """(batch,) region labels."""
+    micro_batch: torch.Tensor | None = None
+    """(batch,) the accumulation micro-batch of each item, when several are loaded as one (see
+    :class:`MicroBatchSampler`); each keeps its own per-batch loss."""
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
@@ -88,6 +92,50 @@ def collate(items: list[dict]) -> Batch:
     if "region" in items[0]:
         batch.region = torch.tensor([item["region"] for item in items])
     return batch
+
+
+def collate_micro_batches(groups: list[list[dict]]) -> Batch:
+    """One padded batch of several micro-batches' items, each item tagged with its micro-batch."""
+    batch = collate([item for group in groups for item in group])
+    batch.micro_batch = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(g) for g in groups]))
+    return batch
+
+
+class MicroBatchSampler(Sampler[list[list[int]]]):
+    """``count`` consecutive batches of ``batches`` at a time (fewer at the end of an epoch), so that
+    several accumulation micro-batches are encoded together without changing any batch."""
+
+    def __init__(self, batches: Sampler[list[int]], count: int) -> None:
+        self.batches = batches
+        self.count = count
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def resume(self, epoch: int, steps: int) -> None:
+        """:meth:`BucketBatchSampler.resume` after ``steps`` groups."""
+        self.batches.resume(epoch, steps * self.count)
+
+    def __iter__(self):
+        batches = iter(self.batches)
+        while group := list(itertools.islice(batches, self.count)):
+            yield group
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.count)
+
+
+class _MicroBatches(Dataset):
+    """Items of a list of batches (what :class:`MicroBatchSampler` yields)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, batch: list[int]) -> list[dict]:
+        return [self.dataset[index] for index in batch]
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -189,8 +237,9 @@ class InferenceWindows(IterableDataset):
 
 def loader(table: pd.DataFrame, *, batch_size: int, shuffle: bool, max_seconds: float | None = None,
            bucket: bool = True, num_workers: int = 0, seed: int = 0, num_replicas: int = 1, rank: int = 0,
-           min_samples: int = 0) -> DataLoader:
-    """A DataLoader over a prepared table, batching by length with :class:`BucketBatchSampler`.
+           min_samples: int = 0, micro_batches: int = 1) -> DataLoader:
+    """A DataLoader over a prepared table, batching by length with :class:`BucketBatchSampler`;
+    ``micro_batches`` > 1 loads that many batches as one (:class:`MicroBatchSampler`).
 
     Worker seeds come from the loader's own generator: starting an epoch leaves the global random
     stream (dropout, masking) where it was, so a resumed run finds it where the checkpoint left it.
@@ -200,9 +249,12 @@ def loader(table: pd.DataFrame, *, batch_size: int, shuffle: bool, max_seconds: 
         durations = np.minimum(durations, max_seconds)
     sampler = BucketBatchSampler(durations, batch_size, shuffle=shuffle, bucket=bucket, seed=seed,
                                  num_replicas=num_replicas, rank=rank)
-    return DataLoader(UtteranceDataset(table, max_seconds, min_samples), batch_sampler=sampler,
-                      collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0,
-                      generator=torch.Generator().manual_seed(seed))
+    dataset, collate_fn = UtteranceDataset(table, max_seconds, min_samples), collate
+    if micro_batches > 1:
+        sampler, dataset = MicroBatchSampler(sampler, micro_batches), _MicroBatches(dataset)
+        collate_fn = collate_micro_batches
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
 def measure_stats(table: pd.DataFrame, *, max_files: int = 0, seed: int = 0, num_workers: int = 0,

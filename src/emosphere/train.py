@@ -105,17 +105,23 @@ class EmoSphereTask(L.LightningModule):
     def training_step(self, batch: data.Batch, batch_index: int) -> torch.Tensor:
         weight = self.aux_weight
         out = self.model(batch.waveform, batch.lengths)
-        loss_ccc = ccc_loss(out.avd, batch.avd)
+        # The CCC loss is a per-batch statistic: each accumulation micro-batch loaded into this
+        # batch (trainer.micro_batches_per_step) keeps its own loss. Their sum over the configured
+        # count, with Lightning accumulating that many fewer steps, is the gradient of the plain loop.
+        groups = [slice(None)] if batch.micro_batch is None else [
+            batch.micro_batch == g for g in range(int(batch.micro_batch.max()) + 1)]
+        loss_ccc = torch.stack([ccc_loss(out.avd[g], batch.avd[g]) for g in groups])
         loss = loss_ccc
         if weight > 0:
-            loss_aux = region_loss(out.region_logits, batch.region, self.class_weights)
+            loss_aux = torch.stack([region_loss(out.region_logits[g], batch.region[g], self.class_weights)
+                                    for g in groups])
             loss = loss + weight * loss_aux
-            self.log("train/aux_loss", loss_aux, batch_size=len(batch.lengths))
+            self.log("train/aux_loss", loss_aux.mean(), batch_size=len(batch.lengths))
         size = len(batch.lengths)
-        self.log("train/ccc_loss", loss_ccc, batch_size=size, on_step=True, on_epoch=True)
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log("train/ccc_loss", loss_ccc.mean(), batch_size=size, on_step=True, on_epoch=True)
+        self.log("train/loss", loss.mean(), prog_bar=True, batch_size=size)
         self.log("train/aux_weight", weight, batch_size=size)
-        return loss
+        return loss.sum() / self.config.trainer.micro_batches_per_step
 
     def on_train_epoch_start(self) -> None:
         # Lightning sets the epoch of a loader's sampler, not of its batch sampler: a new order each epoch.
@@ -186,6 +192,7 @@ class EmoSphereData(L.LightningDataModule):
             self.train_rows, batch_size=cfg.batch_size, shuffle=True, max_seconds=cfg.max_seconds,
             bucket=cfg.bucket_by_length, num_workers=cfg.num_workers, seed=self.config.trainer.seed,
             num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, min_samples=self.min_samples,
+            micro_batches=self.config.trainer.micro_batches_per_step,
         )
         # Lightning draws the first epoch's batches before it calls set_epoch: set the epoch here.
         loader.batch_sampler.resume(self.position["epoch"], self.position["batches"])
@@ -272,7 +279,8 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
                                          every_n_train_steps=t.checkpoint_every_n_steps))
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=_devices(t.devices), strategy=strategy,
-        num_nodes=t.num_nodes, precision=precision, accumulate_grad_batches=config.optim.accumulate_grad_batches,
+        num_nodes=t.num_nodes, precision=precision,
+        accumulate_grad_batches=config.optim.accumulate_grad_batches // t.micro_batches_per_step,
         gradient_clip_val=config.optim.gradient_clip_val or None, callbacks=callbacks,
         plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
         logger=[CSVLogger(run_dir, name="logs"),
@@ -311,6 +319,8 @@ def train(config: RunConfig, *, resume: bool = False) -> Path | None:
     model.set_stats(stats)
     model.run_config = config.to_dict()
     weights = model.regions.class_weights(train_rows["region"]) if config.objective.class_weights else None
+    if config.trainer.compile:
+        model.encoder.compile_training(round(cfg.max_seconds * 16000))
     datamodule = EmoSphereData(table, config, model.min_samples)
     task = EmoSphereTask(model, config, weights, datamodule.dev_rows)
     if isinstance(trainer.accelerator, CPUAccelerator):
