@@ -262,7 +262,7 @@ def test_micro_batches_give_the_gradient_of_the_accumulated_plain_batches():
     def gradients(micro_batches, loaded):
         run = RunConfig(optim=OptimConfig(accumulate_grad_batches=2),
                         trainer=TrainerConfig(micro_batches_per_step=micro_batches))
-        task = EmoSphereTask(model, run, weights)
+        task = EmoSphereTask(model, run, weights, dev_rows=pd.DataFrame({"path": []}))
         model.zero_grad()
         for batch in loaded:  # what Lightning does: each step's loss / its accumulate_grad_batches
             (task.training_step(batch, 0) / (2 // micro_batches)).backward()

@@ -60,7 +60,10 @@ class FusedWavLMAttention(WavLMAttention):
         v = split_heads(self.v_proj(hidden_states))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
                                              dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, frames, dim)), None, position_bias
+        # A copy, not .contiguous(): SDPA's output layout differs between kernels, and torch.export
+        # records a view that its decomposition for ONNX cannot replay.
+        out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).view(batch, frames, dim)
+        return self.out_proj(out), None, position_bias
 
 
 def set_wavlm_attention(model: nn.Module, attention: Attention) -> int:

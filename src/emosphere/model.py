@@ -149,6 +149,8 @@ class Encoder(nn.Module):
             return self.model(waveform, attention_mask=attention_mask).last_hidden_state
 
     def _encode_sub_batches(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # export: the plan needs the lengths' values
+            return self._encode(waveform, lengths, waveform.shape[1])
         sizes = lengths.tolist()
         groups = plan(sizes, self.sub_batches, self._padded_length)
         if len(groups) == 1:
