@@ -5,7 +5,10 @@ transformers' ``WavLMAttention`` runs ``F.multi_head_attention_forward`` with
 tensor is materialised, and the weights are averaged over heads for an output
 nobody reads. :class:`FusedWavLMAttention` computes the same function with
 ``F.scaled_dot_product_attention`` (on CUDA its memory-efficient kernel,
-which also gives the gradient of the additive mask).
+which also gives the gradient of the additive mask). Off CUDA, in training
+with attention dropout, SDPA has no fused kernel and its fallback is slower
+than the three plain operations (scores, softmax with dropout, values), so
+those run instead (they draw the same dropout masks as the eager path).
 
 Contract (what it shares with the eager module, and what it changes):
 
@@ -58,8 +61,13 @@ class FusedWavLMAttention(WavLMAttention):
         q = split_heads(self.q_proj(hidden_states))
         k = split_heads(self.k_proj(hidden_states))
         v = split_heads(self.v_proj(hidden_states))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
-                                             dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout > 0 and q.device.type != "cuda":
+            # Off CUDA, SDPA has no kernel with dropout, and its fallback is slower than this.
+            weights = torch.softmax(q @ k.transpose(-1, -2) * self.scaling + bias, dim=-1)
+            out = F.dropout(weights, self.dropout) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+                                                 dropout_p=self.dropout if self.training else 0.0)
         # A copy, not .contiguous(): SDPA's output layout differs between kernels, and torch.export
         # records a view that its decomposition for ONNX cannot replay.
         out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).view(batch, frames, dim)

@@ -1,0 +1,289 @@
+"""Training speed: transformers' eager WavLM path vs each speed-up, side by side.
+
+Training steps of the paper's model (WavLM, style pooling, octant head, the
+per-batch CCC plus region loss of ``EmoSphereTask.training_step``, AdamW,
+batch 16 x 4 accumulation, random batches) on generated audio with
+MSP-Podcast-like lengths (2.75-11 s, uniform), for each variant:
+
+  main         eager attention, the padded batch whole, the feature extractor's input
+               requiring grad (as emosphere trained before the frozen-extractor fix)
+  eager        transformers' eager attention, the padded batch whole
+  fused        fused attention (emosphere.attention), the padded batch whole
+  fused+sub    fused attention, up to 4 length-sorted sub-batches per batch
+  +compile     ... and trainer.compile (regional torch.compile, bucketed lengths)
+  +micro4      ... and trainer.micro_batches_per_step 4 (the 4 accumulation batches encoded
+               together, each with its own loss)
+
+Each variant runs in its own process (a fresh model with the same seed, so the
+same weights and the same batches; peak memory is its own). Warm-up steps run
+until the compiled variants stop compiling (two whole accumulation cycles
+without a new graph), then ``--steps`` timed batches. Two DataLoader workers
+(on CUDA) collate the batches, as in training. Reported per variant:
+valid audio seconds per second (what the corpus holds), processed audio
+seconds per second (what the encoder computed, padding included), the share
+of padding, peak memory (CUDA: max allocated; CPU: the process's max RSS) and
+the estimated fraction of the device's peak matrix throughput, from an
+analytic count of the model's training FLOPs per valid audio second (about
+105 GFLOP for WavLM-large). See docs/benchmarks.md.
+
+On CUDA (default when present): WavLM-large architecture, random init, fp16
+(or ``--precision bf16``) mixed precision. On CPU: a small WavLM, fp32, and
+the compiled variants only with ``--compile`` (compilation takes minutes).
+
+    HF_HUB_OFFLINE=1 python bench/train_speed.py                      # CUDA if present
+    HF_HUB_OFFLINE=1 python bench/train_speed.py --device cpu --steps 4 --json figures.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+VARIANTS = {
+    "main": {"attention": "eager", "sub_batches": 1, "compile": False, "micro": 1, "input_grad": True},
+    "eager": {"attention": "eager", "sub_batches": 1, "compile": False, "micro": 1},
+    "fused": {"attention": "fused", "sub_batches": 1, "compile": False, "micro": 1},
+    "fused+sub": {"attention": "fused", "sub_batches": 4, "compile": False, "micro": 1},
+    "fused+sub+compile": {"attention": "fused", "sub_batches": 4, "compile": True, "micro": 1},
+    "fused+sub+compile+micro4": {"attention": "fused", "sub_batches": 4, "compile": True, "micro": 4},
+}
+# Dense fp16/bf16 tensor-core peaks (TFLOP/s) by device name; --peak-tflops overrides.
+PEAKS = {"H200": 989, "H100 PCIe": 756, "H100": 989, "A100": 312, "L40S": 362, "A10G": 125, "L4": 121}
+LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096}
+SMALL = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
+         "conv_dim": [128] * 7}
+
+
+def encoder_config(large: bool) -> dict[str, Any]:
+    """WavLM-large's architecture (its hub config's training settings: layer drop 0.1, time masking
+    0.075, dropouts 0.1), or a small WavLM with the same settings."""
+    return {"model_type": "wavlm", **(LARGE if large else SMALL), "feat_extract_norm": "layer", "conv_bias": large,
+            "do_stable_layer_norm": large, "layerdrop": 0.1, "mask_time_prob": 0.075, "mask_time_length": 10,
+            "hidden_dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.0, "feat_proj_dropout": 0.1}
+
+
+def train_flops_per_second(config: dict[str, Any], mean_frames: float) -> float:
+    """Matrix FLOPs of one training step per second of audio: the frozen convolutional feature
+    extractor forward only, everything after it forward and backward (3x)."""
+    conv_dim = config.get("conv_dim", [512] * 7)
+    kernels, strides = [10, 3, 3, 3, 3, 2, 2], [5, 2, 2, 2, 2, 2, 2]
+    rate, channels, extractor = float(SAMPLE_RATE), 1, 0.0
+    for dim, kernel, stride in zip(conv_dim, kernels, strides):
+        rate /= stride
+        extractor += 2 * rate * channels * dim * kernel
+        channels = dim
+    d, inner, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    per_frame = 2 * channels * d + 2 * d * d * 128 / 16  # projection, positional convolution (128 taps, 16 groups)
+    per_frame += layers * (2 * (4 * d * d + 2 * d * inner) + 4 * mean_frames * d)  # linears, scores and values
+    per_frame += 2 * d * d * 4  # style pooling and heads, roughly
+    return extractor + 3 * per_frame * rate
+
+
+def device_peak(device: Any, override: float | None) -> float | None:
+    import torch
+
+    if override:
+        return override * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((tflops * 1e12 for key, tflops in PEAKS.items() if key in name), None)
+
+
+def make_pool(count: int, seed: int) -> list[dict]:
+    """A corpus of noise utterances of 2.75-11 s (speed does not depend on the content), with labels."""
+    rng = np.random.default_rng(seed)
+    return [{"waveform": 0.1 * rng.standard_normal(int(rng.uniform(2.75, 11.0) * SAMPLE_RATE), dtype=np.float32),
+             "index": i, "avd": rng.uniform(size=3).astype(np.float32), "region": int(rng.integers(8))}
+            for i in range(count)]
+
+
+class Steps:
+    """The loader's output for each step: ``micro`` random batches of ``size`` from ``pool``, collated
+    as training collates them (a map-style dataset, so that DataLoader workers prepare them)."""
+
+    def __init__(self, pool: list[dict], count: int, size: int, micro: int, seed: int) -> None:
+        rng = np.random.default_rng(seed + 1)
+        self.pool, self.micro = pool, micro
+        self.batches = [rng.choice(len(pool), size, replace=False) for _ in range(count * micro)]
+
+    def __len__(self) -> int:
+        return len(self.batches) // self.micro
+
+    def __getitem__(self, index: int) -> Any:
+        from emosphere import data
+
+        groups = [[self.pool[i] for i in batch] for batch in self.batches[index * self.micro : (index + 1) * self.micro]]
+        return data.collate(groups[0]) if self.micro == 1 else data.collate_micro_batches(groups)
+
+
+def run_variant(args: argparse.Namespace) -> dict[str, Any]:
+    """One variant in this process; returns its figures."""
+    import pandas as pd
+    import torch
+    from torch._dynamo.utils import counters
+
+    from emosphere import data
+    from emosphere.audio import AudioStats
+    from emosphere.config import EncoderConfig, ModelConfig, OptimConfig, RunConfig, TrainerConfig
+    from emosphere.model import EmoSphereSER
+    from emosphere.train import EmoSphereTask
+
+    variant = VARIANTS[args.run_variant]
+    device = torch.device(args.device)
+    large = device.type == "cuda" and not args.small
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    encoder = encoder_config(large)
+    config = ModelConfig(encoder=EncoderConfig(name="wavlm-random", pretrained=False, config=encoder,
+                                               attention=variant["attention"], sub_batches=variant["sub_batches"]),
+                         head_hidden=1024 if large else 0)
+    torch.manual_seed(0)
+    model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).to(device)
+    if variant.get("input_grad"):
+        model.encoder.model.feature_extractor._requires_grad = True  # the behaviour before the fix
+    micro, accumulate = variant["micro"], args.accumulate
+    run = RunConfig(optim=OptimConfig(accumulate_grad_batches=accumulate),
+                    trainer=TrainerConfig(micro_batches_per_step=micro, compile=variant["compile"]))
+    if variant["compile"]:
+        model.encoder.compile_training(int(12.0 * SAMPLE_RATE))
+    task = EmoSphereTask(model, run, np.ones(8), dev_rows=pd.DataFrame({"path": []})).to(device).train()
+    optimizer = task.configure_optimizers()
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[args.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+
+    processed = [0]
+    model.encoder.model.register_forward_pre_hook(lambda _, inputs: processed.__setitem__(
+        0, processed[0] + inputs[0].numel()))
+    pool = make_pool(512 if device.type == "cuda" else 128, args.seed)
+    timed, warmup_max = -(-args.steps // micro), -(-args.warmup_max // micro)  # in loader steps of `micro` batches
+    steps = Steps(pool, warmup_max + timed, args.batch_size, micro, args.seed)
+    workers = 2 if device.type == "cuda" else 0
+    loader = iter(torch.utils.data.DataLoader(steps, batch_size=None, shuffle=False, num_workers=workers))
+    cycle = accumulate // micro
+
+    def step(index: int, batch: data.Batch) -> None:
+        batch = batch.to(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log without a trainer
+            loss = task.training_step(batch, index)
+        scaler.scale(loss / cycle).backward()  # what Lightning does with accumulate_grad_batches
+        if (index + 1) % cycle == 0:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start, index, quiet, graphs = time.perf_counter(), 0, 0, -1
+    while index < warmup_max and (index < 2 * cycle or quiet < 2 * cycle):
+        step(index, next(loader))
+        index += 1
+        now = counters["stats"]["unique_graphs"]
+        quiet, graphs = (quiet + 1 if now == graphs else 0), now
+    sync()
+    warmup = time.perf_counter() - start
+    processed[0], valid, utterances = 0, 0.0, 0
+    start = time.perf_counter()
+    for i in range(timed):
+        batch = next(loader)
+        valid, utterances = valid + int(batch.lengths.sum()) / SAMPLE_RATE, utterances + len(batch.lengths)
+        step(index + i, batch)
+    sync()
+    seconds = time.perf_counter() - start
+    done = processed[0] / SAMPLE_RATE
+    mean_frames = 50 * valid / utterances
+    peak = device_peak(device, args.peak_tflops)
+    flops = train_flops_per_second(encoder, mean_frames) * valid / seconds
+    if device.type == "cuda":
+        memory = torch.cuda.max_memory_allocated(device) / 2**30
+    else:
+        memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {
+        "variant": args.run_variant, "valid_audio_s_per_s": round(valid / seconds, 1),
+        "processed_audio_s_per_s": round(done / seconds, 1), "padding_share": round(1 - valid / done, 3),
+        "utterances_per_s": round(utterances / seconds, 2),
+        "peak_memory_gib": round(memory, 2), "tflops": round(flops / 1e12, 3),
+        "fraction_of_peak": round(flops / peak, 4) if peak else None,
+        "warmup_s": round(warmup, 1), "warmup_steps": index, "timed_steps": timed,
+        "graphs_compiled": counters["stats"]["unique_graphs"],
+        "graphs_compiled_while_timed": counters["stats"]["unique_graphs"] - max(graphs, 0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None)
+    parser.add_argument("--compile", action="store_true", help="CPU: include the compiled variants")
+    parser.add_argument("--precision", choices=["fp16", "bf16", "fp32"], default=None,
+                        help="autocast dtype (default: fp16 on CUDA, as the paper; fp32 on CPU)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--accumulate", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed batches of --batch-size (default: 48 on CUDA, 8 on CPU); +micro4 takes 4 a step")
+    parser.add_argument("--warmup-max", type=int, default=None, help="most warm-up batches (default: 4x --steps)")
+    parser.add_argument("--small", action="store_true", help="the small encoder on CUDA too")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, if not in the table")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--run-variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    import torch
+
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    args.device = args.device or ("cuda" if cuda else "cpu")
+    args.precision = args.precision or ("fp16" if cuda else "fp32")
+    args.steps = args.steps or (48 if cuda else 8)
+    args.warmup_max = args.warmup_max or 4 * args.steps
+    if args.run_variant:
+        print(json.dumps(run_variant(args)))
+        return
+    names = args.variants or [n for n, v in VARIANTS.items() if cuda or args.compile or not v["compile"]]
+    results = []
+    for name in names:
+        command = [sys.executable, __file__, "--run-variant", name, *sys.argv[1:]]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"{name}: {results[-1]}", file=sys.stderr, flush=True)
+    device = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} CPU"
+    model = "WavLM-large architecture" if cuda and not args.small else f"small WavLM {SMALL}"
+    print(f"\n{device}, {os.cpu_count()} CPUs, torch {torch.__version__}; {model}, random init; "
+          f"batch {args.batch_size} x {args.accumulate}, {args.precision}; {args.steps} timed batches; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    base = results[0]["valid_audio_s_per_s"]
+    print("| variant | valid audio s/s | processed audio s/s | padding | utt/s | peak memory GiB | TFLOP/s "
+          "| fraction of peak | vs first | warm-up s (steps, graphs) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        fraction = f"{r['fraction_of_peak']:.1%}" if r["fraction_of_peak"] is not None else "n/a"
+        print(f"| {r['variant']} | {r['valid_audio_s_per_s']} | {r['processed_audio_s_per_s']} | "
+              f"{r['padding_share']:.0%} | {r['utterances_per_s']} | {r['peak_memory_gib']} | {r['tflops']} | "
+              f"{fraction} | {r['valid_audio_s_per_s'] / base:.2f}x | "
+              f"{r['warmup_s']} ({r['warmup_steps']}, {r['graphs_compiled']}) |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device, "model": model, "args": vars(args), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
