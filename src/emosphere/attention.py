@@ -55,18 +55,20 @@ class FusedWavLMAttention(WavLMAttention):
         projected = self.gru_rel_pos_linear(split_heads(hidden_states))
         gate_a, gate_b = torch.sigmoid(projected.view(batch, self.num_heads, frames, 2, 4).sum(-1)).chunk(2, dim=-1)
         gate = gate_a * (gate_b * self.gru_rel_pos_const - 1.0) + 2.0  # (batch, heads, frames, 1)
-        bias = gate * position_bias  # (batch, heads, frames, frames)
-        if attention_mask is not None:
-            bias = bias.masked_fill(attention_mask.ne(1)[:, None, None, :], float("-inf"))
         q = split_heads(self.q_proj(hidden_states))
         k = split_heads(self.k_proj(hidden_states))
         v = split_heads(self.v_proj(hidden_states))
+        # The additive mask (batch, heads, frames, frames), made in the scores' dtype (under autocast
+        # the eager path casts it there too): no float32 copy of the largest tensor.
+        bias = gate.to(q.dtype) * position_bias.to(q.dtype)
+        if attention_mask is not None:
+            bias = bias.masked_fill(attention_mask.ne(1)[:, None, None, :], float("-inf"))
         if self.training and self.dropout > 0 and q.device.type != "cuda":
             # Off CUDA, SDPA has no kernel with dropout, and its fallback is slower than this.
-            weights = torch.softmax(q @ k.transpose(-1, -2) * self.scaling + bias, dim=-1)
-            out = F.dropout(weights, self.dropout) @ v
+            scores = torch.baddbmm(bias.flatten(0, 1), (q * self.scaling).flatten(0, 1), k.flatten(0, 1).transpose(1, 2))
+            out = F.dropout(torch.softmax(scores, dim=-1), self.dropout).view_as(bias) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
                                                  dropout_p=self.dropout if self.training else 0.0)
         # A copy, not .contiguous(): SDPA's output layout differs between kernels, and torch.export
         # records a view that its decomposition for ONNX cannot replay.
