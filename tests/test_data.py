@@ -95,3 +95,13 @@ def test_micro_batches_load_the_same_batches_together(corpus):
     rebuilt = [batch.index[batch.micro_batch == g].tolist() for batch in grouped for g in batch.micro_batch.unique()]
     assert rebuilt == [batch.index.tolist() for batch in plain]  # same batches, same order
     assert plain[0].micro_batch is None and grouped[0].micro_batch.tolist()[:4] == [0, 0, 0, 1]
+
+
+def test_micro_batches_resume_mid_epoch_after_whole_steps():
+    lengths = np.random.default_rng(2).uniform(1, 10, size=50)
+    steps = data.MicroBatchSampler(data.BucketBatchSampler(lengths, 4, shuffle=True, seed=1), 3)
+    steps.set_epoch(1)
+    whole = list(steps)
+    resumed = data.MicroBatchSampler(data.BucketBatchSampler(lengths, 4, shuffle=True, seed=1), 3)
+    resumed.resume(1, 2)
+    assert list(resumed) == whole[2:] and len(resumed) == len(whole) == 5
