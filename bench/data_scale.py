@@ -88,7 +88,7 @@ def child(way: str, corpus: Path) -> dict:
     start = time.perf_counter()
     if way == "streaming":
         table = split(prepare_labels(Corpus.at(corpus), RegionSet(), progress=False), "Train")
-        batches = loader(table, batch_size=BATCH_SIZE, shuffle=True, max_seconds=12.0, bucket=False)
+        batches = loader(table, batch_size=BATCH_SIZE, max_seconds=12.0, bucket=False)
     else:
         labels = pd.read_csv(corpus / "Labels" / "labels_consensus.csv")
         labels = labels[labels["Split_Set"] == "Train"].reset_index(drop=True)
@@ -96,7 +96,7 @@ def child(way: str, corpus: Path) -> dict:
         targets = ((labels[["EmoAct", "EmoVal", "EmoDom"]].to_numpy(np.float32) - 1) / 6)
         lengths = np.array([len(w) for w in waves])
         batches = (collate([{"waveform": waves[i], "index": i, "avd": targets[i]} for i in batch])
-                   for batch in BucketBatchSampler(lengths, BATCH_SIZE, shuffle=True, bucket=False))
+                   for batch in BucketBatchSampler(lengths, BATCH_SIZE, bucket=False))
     n_batches, seconds = 0, 0.0
     first = None
     for batch in batches:

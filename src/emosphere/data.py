@@ -139,28 +139,26 @@ class _MicroBatches(Dataset):
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of utterances of similar length.
+    """Training batches, of utterances of similar length with ``bucket`` (else random).
 
-    ``shuffle`` (training): each epoch, a seeded permutation is cut into pools
-    of ``pool_batches`` batches; each pool is sorted by length and cut into
-    batches, and the batch order is shuffled. Otherwise (inference) all items
-    are sorted by length, longest first. With several processes, process
-    ``rank`` takes batches ``rank``, ``rank + num_replicas``, ...: one step of
-    ``num_replicas`` processes trains on the same batches as ``num_replicas``
-    accumulated micro-batches of one process. In training the batch list is
+    Each epoch, a seeded permutation is cut into pools of ``pool_batches``
+    batches (with ``bucket``; else one pool); each pool is sorted by length and
+    cut into batches, and the batch order is shuffled. With several processes,
+    process ``rank`` takes batches ``rank``, ``rank + num_replicas``, ...: one
+    step of ``num_replicas`` processes trains on the same batches as
+    ``num_replicas`` accumulated micro-batches of one process. The batch list is
     padded by repeating its first batches so that every process runs the same
-    number of steps.
+    number of steps. (Inference batches windows itself: :mod:`emosphere.inference`.)
 
     :meth:`resume` continues an epoch where a checkpoint left it: the order
     depends only on ``seed`` and the epoch, so skipping the batches already
     trained on gives the rest of the interrupted epoch.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool, bucket: bool = True,
+    def __init__(self, lengths: np.ndarray, batch_size: int, *, bucket: bool = True,
                  seed: int = 0, num_replicas: int = 1, rank: int = 0, pool_batches: int = 50) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
-        self.shuffle = shuffle
         self.bucket = bucket
         self.seed = seed
         self.num_replicas = num_replicas
@@ -181,9 +179,6 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def _batches(self) -> list[list[int]]:
         n = len(self.lengths)
-        if not self.shuffle:
-            order = np.argsort(-self.lengths, kind="stable") if self.bucket else np.arange(n)
-            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
         rng = np.random.default_rng(self.seed + self.epoch)
         order = rng.permutation(n)
         batches = []
@@ -235,10 +230,10 @@ class InferenceWindows(IterableDataset):
                 yield {name: torch.from_numpy(value) for name, value in vars(batch).items()}
 
 
-def loader(table: pd.DataFrame, *, batch_size: int, shuffle: bool, max_seconds: float | None = None,
+def loader(table: pd.DataFrame, *, batch_size: int, max_seconds: float | None = None,
            bucket: bool = True, num_workers: int = 0, seed: int = 0, num_replicas: int = 1, rank: int = 0,
            min_samples: int = 0, micro_batches: int = 1) -> DataLoader:
-    """A DataLoader over a prepared table, batching by length with :class:`BucketBatchSampler`;
+    """A training DataLoader over a prepared table, batched by :class:`BucketBatchSampler`;
     ``micro_batches`` > 1 loads that many batches as one (:class:`MicroBatchSampler`).
 
     Worker seeds come from the loader's own generator: starting an epoch leaves the global random
@@ -247,7 +242,7 @@ def loader(table: pd.DataFrame, *, batch_size: int, shuffle: bool, max_seconds: 
     durations = table["duration"].to_numpy(np.float64)
     if max_seconds is not None:
         durations = np.minimum(durations, max_seconds)
-    sampler = BucketBatchSampler(durations, batch_size, shuffle=shuffle, bucket=bucket, seed=seed,
+    sampler = BucketBatchSampler(durations, batch_size, bucket=bucket, seed=seed,
                                  num_replicas=num_replicas, rank=rank)
     dataset, collate_fn = UtteranceDataset(table, max_seconds, min_samples), collate
     if micro_batches > 1:

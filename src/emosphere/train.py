@@ -189,7 +189,7 @@ class EmoSphereData(L.LightningDataModule):
     def train_dataloader(self):
         cfg = self.config.data
         loader = data.loader(
-            self.train_rows, batch_size=cfg.batch_size, shuffle=True, max_seconds=cfg.max_seconds,
+            self.train_rows, batch_size=cfg.batch_size, max_seconds=cfg.max_seconds,
             bucket=cfg.bucket_by_length, num_workers=cfg.num_workers, seed=self.config.trainer.seed,
             num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, min_samples=self.min_samples,
             micro_batches=self.config.trainer.micro_batches_per_step,
