@@ -8,6 +8,9 @@ Runs the same generated audio through
   (c) onnxruntime on the exported model, with the same batches as (b) (CPU only),
   (d) onnxruntime on the int8 model (``emosphere export --quantize int8``), same batches (CPU only),
   (b-bf16), (b-fp16) with ``--precisions``: (b) under bf16 / fp16 autocast,
+  (b-compile) with ``--compile``: (b) with the encoder under ``torch.compile``
+      (dynamic shapes; the first batches compile, the warm-up absorbs that; the
+      compile time is reported),
 
 checks that (a), (b) and (c) give the same predictions (and reports how far
 int8 and the reduced precisions are from fp32), and prints the real-time
@@ -19,12 +22,14 @@ depend on the weights). See docs/benchmarks.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py [--json figures.json]
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py --hidden 1024 --layers 24 --utterances 16   # WavLM-large size
-    python bench/predict_speed.py --device cuda --hidden 1024 --layers 24 --batch-size 32 --precisions bf16 fp16
+    python bench/predict_speed.py --device cuda --hidden 1024 --layers 24 --batch-size 32 --precisions bf16 fp16 --compile
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py --attention eager   # transformers' attention
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -54,8 +59,9 @@ def make_audio(count: int, min_seconds: float, max_seconds: float, seed: int) ->
     return utterances
 
 
-def build_model(hidden: int, layers: int, audio: list[np.ndarray]) -> Any:
-    """A random WavLM (base size by default) with style pooling and the octant head, normalised for ``audio``."""
+def build_model(hidden: int, layers: int, audio: list[np.ndarray], attention: str) -> Any:
+    """A random WavLM (base size by default) with style pooling and the octant head, normalised for ``audio``;
+    ``attention``: model.encoder.attention."""
     import torch
 
     from emosphere.audio import StatsAccumulator
@@ -67,7 +73,8 @@ def build_model(hidden: int, layers: int, audio: list[np.ndarray]) -> Any:
         "num_attention_heads": max(1, hidden // 64), "intermediate_size": 4 * hidden,
         "feat_extract_norm": "layer", "layerdrop": 0.0,
     }
-    config = ModelConfig(encoder=EncoderConfig(name="wavlm-random", pretrained=False, config=encoder),
+    config = ModelConfig(encoder=EncoderConfig(name="wavlm-random", pretrained=False, config=encoder,
+                                               attention=attention),
                          pooling="style", regions="octant")
     stats = StatsAccumulator()
     for wave in audio:
@@ -91,7 +98,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     items = [Item(i, f"utt{i}", wave, [(0, len(wave))]) for i, wave in enumerate(audio)]
     lengths = np.array([len(wave) for wave in audio])
     audio_seconds = float(lengths.sum() / SAMPLE_RATE)
-    model = build_model(args.hidden, args.layers, audio)
+    model = build_model(args.hidden, args.layers, audio, args.attention)
 
     singles = list(window_batches(items, 1))
     batches = list(window_batches(items, args.batch_size))
@@ -123,6 +130,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for precision in args.precisions:
         paths[f"b-{precision}"] = (f"PyTorch {precision} autocast, batches of {args.batch_size}",
                                    TorchBackend(model, args.device, precision), batches)
+    compile_seconds = None
+    if args.compile:
+        compiled = copy.deepcopy(model)
+        compiled.encoder.model.forward = torch.compile(compiled.encoder.model.forward, dynamic=True)
+        paths["b-compile"] = (f"PyTorch, encoder compiled, batches of {args.batch_size}",
+                              TorchBackend(compiled, args.device), batches)
+        start = time.perf_counter()
+        for batch in batches:  # compiles for the shapes it meets; later rounds reuse the graphs
+            paths["b-compile"][1](batch.waveform, batch.lengths)
+        compile_seconds = round(time.perf_counter() - start, 1)
 
     def run(backend: Any, work: list) -> np.ndarray:
         """(n, 3) A/V/D in utterance order (numpy outputs: the device has finished)."""
@@ -146,12 +163,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                    f"{'spinning' if args.spin else 'passive'} thread waits",
         "load_average_at_end": round(os.getloadavg()[0], 2),
         "versions": versions,
-        "model": f"random WavLM, hidden {args.hidden}, {args.layers} layers; style pooling; octant head",
+        "model": f"random WavLM, hidden {args.hidden}, {args.layers} layers, {args.attention} attention; "
+                 "style pooling; octant head",
         "utterances": len(items),
         "audio_seconds": round(audio_seconds, 1),
         "batch_size": args.batch_size,
         "padding_fraction": round(1 - lengths.sum() / padded_samples, 4),
         "export_seconds": export_seconds,
+        "compile_seconds": compile_seconds,
         "repeats": args.repeats,
         "paths": {key: {"what": what, "seconds": round(best[key], 2), "rounds": [round(t, 2) for t in rounds[key]],
                         "rtf": round(best[key] / audio_seconds, 4),
@@ -168,15 +187,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def report(figures: dict[str, Any]) -> None:
     print(f"{figures['model']}\n{figures['utterances']} utterances, {figures['audio_seconds']} s of audio; "
           f"{figures['machine']}; load average {figures['load_average_at_end']}")
-    print(f"{'path':<48} {'seconds':>8} {'RTF':>7} {'utt/s':>6}  rounds")
+    print(f"{'path':<56} {'seconds':>8} {'RTF':>7} {'utt/s':>6}  rounds")
     for key, row in figures["paths"].items():
-        print(f"({key}) {row['what']:<44} {row['seconds']:>8.2f} {row['rtf']:>7.4f} "
+        print(f"{'(' + key + ') ' + row['what']:<56} {row['seconds']:>8.2f} {row['rtf']:>7.4f} "
               f"{row['utterances_per_second']:>6.2f}  {row['rounds']}")
     differences = ", ".join(f"{key} {value:.1e}" for key, value in figures["max_abs_difference"].items())
     print(f"speed-up b/a {figures['speedup_b_over_a']:.2f}x, c/b {figures['speedup_c_over_b']}x, "
           f"d/c {figures['speedup_d_over_c']}x; "
           f"max |avd difference| on [0, 1]: {differences}; padding {figures['padding_fraction']:.1%}; "
-          f"export {figures['export_seconds']} s")
+          f"export {figures['export_seconds']} s; compile {figures['compile_seconds']} s")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -199,6 +218,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="leave out (d), onnxruntime int8")
     parser.add_argument("--precisions", nargs="*", default=[], choices=["bf16", "fp16"],
                         help="also run (b) under these autocast precisions")
+    parser.add_argument("--attention", choices=["fused", "eager"], default="fused",
+                        help="model.encoder.attention (default fused)")
+    parser.add_argument("--compile", action="store_true", help="also run (b) with the encoder compiled")
     parser.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
