@@ -59,7 +59,7 @@ def make_audio(count: int, min_seconds: float, max_seconds: float, seed: int) ->
     return utterances
 
 
-def build_model(hidden: int, layers: int, audio: list[np.ndarray], attention: str) -> Any:
+def build_model(hidden: int, layers: int, audio: list[np.ndarray], attention: str = "fused") -> Any:
     """A random WavLM (base size by default) with style pooling and the octant head, normalised for ``audio``;
     ``attention``: model.encoder.attention."""
     import torch
