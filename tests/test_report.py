@@ -10,6 +10,7 @@ import pytest
 from emosphere.cli import main
 from emosphere.config import ObjectiveConfig
 from emosphere.report import aux_weights, error_by_bin, group_ccc, region_predictions
+from emosphere.sphere import RegionSet
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -69,10 +70,20 @@ def test_groups_get_their_own_ccc():
 def test_regions_come_from_the_values_without_a_region_head():
     table = pd.DataFrame({"arousal": [6.0, 2.0], "valence": [6.0, 6.0], "dominance": [6.0, 2.0],
                           "true_EmoAct": [6.0, 6.0], "true_EmoVal": [6.0, 6.0], "true_EmoDom": [6.0, 6.0]})
-    truth, guess, names = region_predictions(table, "octant")
+    truth, guess, names = region_predictions(table, RegionSet("octant"))
     assert [names[i] for i in truth] == ["I", "I"] and [names[i] for i in guess] == ["I", "VI"]
     table["region"] = ["II", "I"]  # the region head's answer wins when there is one
-    assert [names[i] for i in region_predictions(table, "octant")[1]] == ["II", "I"]
+    assert [names[i] for i in region_predictions(table, RegionSet("octant"))[1]] == ["II", "I"]
+
+
+def test_regions_keep_the_runs_origin_radius():
+    near_centre = {"arousal": [4.1], "valence": [4.0], "dominance": [4.05]}
+    table = pd.DataFrame({**near_centre, **{f"true_{c}": v for c, v in zip(("EmoAct", "EmoVal", "EmoDom"),
+                                                                            near_centre.values())}})
+    truth, guess, names = region_predictions(table, RegionSet("sphere45", origin_radius=0.1))
+    assert [names[truth[0]], names[guess[0]]] == ["origin", "origin"]
+    truth, guess, names = region_predictions(table, RegionSet("sphere45"))
+    assert names[truth[0]] != "origin"
 
 
 def test_aux_weight_per_epoch_is_logged_or_from_the_schedule():

@@ -25,12 +25,17 @@ def regression_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]
     return result
 
 
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+    """(num_classes, num_classes) counts: row = target class, column = predicted class."""
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(target, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
+    return confusion
+
+
 def region_metrics(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
     """Accuracy, macro-F1 (over classes that occur in the targets or predictions) and
     unweighted average recall (over classes that occur in the targets)."""
-    pred, target = np.asarray(pred, dtype=np.int64), np.asarray(target, dtype=np.int64)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (target, pred), 1)
+    confusion = confusion_matrix(pred, target, num_classes)
     true_positive = np.diag(confusion).astype(np.float64)
     support, predicted = confusion.sum(1), confusion.sum(0)
     recall = np.divide(true_positive, support, out=np.zeros(num_classes), where=support > 0)

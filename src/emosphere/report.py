@@ -40,7 +40,7 @@ from .io import atomic_path, read_table, write_text_atomic
 from .config import ObjectiveConfig, RunConfig
 from .labels import LABEL_COLUMNS, Corpus, LabelError, read_consensus
 from .losses import aux_weight
-from .metrics import ccc
+from .metrics import ccc, confusion_matrix
 from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical
 
 COLOURS = {"arousal": "#d62728", "valence": "#2ca02c", "dominance": "#1f77b4", "mean": "#333333"}
@@ -174,10 +174,10 @@ def plot_bias(predictions: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def region_predictions(predictions: pd.DataFrame, region_set: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(true, predicted) region indices and the class names: the classifier's regions when the table
-    has them, else the regions of the predicted values."""
-    regions = RegionSet(region_set)
+def region_predictions(predictions: pd.DataFrame, regions: RegionSet) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(true, predicted) region indices in ``regions`` (the run's, its origin radius included) and
+    the class names: the classifier's regions when the table has them, else the regions of the
+    predicted values."""
     names = regions.class_names
     predicted, true = _arrays(predictions)
     truth = regions.assign(true)
@@ -188,13 +188,11 @@ def region_predictions(predictions: pd.DataFrame, region_set: str) -> tuple[np.n
     return truth, guess, names
 
 
-def plot_confusion(predictions: pd.DataFrame, metrics: dict[str, Any], path: Path) -> None:
+def plot_confusion(predictions: pd.DataFrame, metrics: dict[str, Any], regions: RegionSet, path: Path) -> None:
     region = metrics["region"]
-    truth, guess, names = region_predictions(predictions, region["region_set"])
+    truth, guess, names = region_predictions(predictions, regions)
     used = np.union1d(np.unique(truth), np.unique(guess))  # large grids: only the classes that occur
-    index = {c: i for i, c in enumerate(used)}
-    counts = np.zeros((len(used), len(used)), dtype=np.int64)
-    np.add.at(counts, ([index[c] for c in truth], [index[c] for c in guess]), 1)
+    counts = confusion_matrix(guess, truth, len(names))[np.ix_(used, used)]
     rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     size = min(max(4.5, 0.42 * len(used) + 2), 14)
     fig, axes = _figure(1, 1, width=size, height=size * 0.85)
@@ -380,7 +378,8 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split
                               "per epoch; the weight of the auxiliary region loss in each epoch."))
     plot_scatter(predictions, metrics, output / "scatter.png")
     plot_bias(predictions, output / "bias.png")
-    plot_confusion(predictions, metrics, output / "confusion.png")
+    plot_confusion(predictions, metrics, RegionSet(config.model.regions, config.model.origin_radius),
+                   output / "confusion.png")
     plot_sphere(predictions, metrics["region"]["region_set"], output / "sphere.png")
     plot_projections(predictions, output / "projections.png")
     figures += [
