@@ -42,6 +42,13 @@ def test_a_bad_set_file_is_named(tmp_path, values, message):
         ablate.load_set(tmp_path / "set.yaml")
 
 
+def test_a_set_file_that_is_not_yaml_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "set.yaml").write_text("base: b.yaml\nvariants: {a: [\n")
+    assert main(["ablate", str(tmp_path / "set.yaml")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "set.yaml: not valid YAML" in error and "Traceback" not in error and len(error.splitlines()) == 1
+
+
 def test_a_typo_in_any_variant_stops_the_set_before_training(corpus, tmp_path, capsys):
     path = write_set(tmp_path, corpus, {"paper": [], "typo": ["model.regions=sphere50"]})
     assert main(["ablate", str(path)]) == 2

@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import rundir
-from .config import ConfigError, RunConfig, load_config
+from .config import ConfigError, RunConfig, load_config, read_yaml
 from .io import write_table, write_text_atomic
 from .labels import LABEL_COLUMNS
 from .metrics import region_metrics
@@ -85,9 +84,7 @@ def _strings(value: Any, where: str) -> list[str]:
 def load_set(path: str | os.PathLike) -> AblationSet:
     """Read and check an ablation set file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: ablation set not found")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = read_yaml(path, "ablation set") or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {sorted(SET_KEYS)}")
     unknown = sorted(set(values) - SET_KEYS)
@@ -164,8 +161,11 @@ def is_done(variant: Variant, split: str) -> bool:
     return state(variant).get("status") == "done" and (variant.run_dir / f"eval_{split}" / "metrics.json").is_file()
 
 
-def run_variant(variant: Variant, split: str) -> None:
-    """Train (or resume, or only evaluate) one variant and record it as done."""
+def run_variant(variant: Variant, split: str, device: str | None = None) -> None:
+    """Train (or resume, or only evaluate) one variant and record it as done; ``device`` evaluates
+    (default: cuda when present, else cpu)."""
+    import torch
+
     from .train import train
 
     run_dir = variant.run_dir
@@ -177,7 +177,8 @@ def run_variant(variant: Variant, split: str) -> None:
                  "resuming" if resumed else "starting", run_dir)
         train(variant.config, resume=resumed)
     seconds = time.monotonic() - start
-    rundir.evaluation(run_dir, split, batch_size=variant.config.data.batch_size)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    rundir.evaluation(run_dir, split, batch_size=variant.config.data.batch_size, device=device)
     _record(variant, status="done", train_seconds=None if trained else round(seconds, 1), resumed=resumed)
 
 
@@ -186,17 +187,18 @@ def _record(variant: Variant, **values: Any) -> None:
     write_text_atomic(variant.run_dir / STATE_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def run_set(aset: AblationSet, variants: list[Variant],
-            overrides: list[str] | None = None) -> list[tuple[Variant, str]]:
-    """Run every variant not done yet, one after another; a failing variant is logged and the
-    others still run. Rewrites the tables (:func:`table_plan`) after each variant. Returns the failures."""
+def run_set(aset: AblationSet, variants: list[Variant], overrides: list[str] | None = None,
+            device: str | None = None) -> list[tuple[Variant, str]]:
+    """Run every variant not done yet, one after another (``device``: see :func:`run_variant`); a
+    failing variant is logged and the others still run. Rewrites the tables (:func:`table_plan`)
+    after each variant. Returns the failures."""
     failed = []
     for variant in variants:
         if is_done(variant, aset.split):
             log.info("ablation %s (seed %d): done already, skipped", variant.name, variant.seed)
             continue
         try:
-            run_variant(variant, aset.split)
+            run_variant(variant, aset.split, device)
         except Exception as error:  # noqa: BLE001 - one failing variant must not stop the set
             log.error("ablation %s (seed %d) failed: %s: %s", variant.name, variant.seed, type(error).__name__, error)
             failed.append((variant, f"{type(error).__name__}: {error}"))
@@ -256,7 +258,7 @@ def markdown(table: pd.DataFrame, split: str) -> str:
     """Per variant (mean ± sd over seeds when there are several): what it changes, CCC on ``split``,
     the change of mean CCC from the first variant, region metrics and time."""
     head = ["variant", "changes", "regions", "aux weight", "pooling", "seeds",
-            f"CCC A ({split})", "CCC V", "CCC D", "CCC mean", "Δ mean", "dev CCC mean (best epoch)",
+            *(f"CCC {name}" + (f" ({split})" if name == DIMENSIONS[0] else "") for name in DIMENSIONS), "CCC mean", "Δ mean", "dev CCC mean (best epoch)",
             "region acc / macro-F1 (source)", "octant acc from values", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     done = table[table["status"] == "done"] if "status" in table else table.iloc[0:0]

@@ -300,7 +300,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     variants = plan(aset, args.overrides, args.variants.split(",") if args.variants else None, seeds)
     if not args.collect_only:
         check_data(variants)
-    failed = [] if args.collect_only else run_set(aset, variants, args.overrides)
+    failed = [] if args.collect_only else run_set(aset, variants, args.overrides, device=args.device)
     csv_path, md_path = write_tables(collect(aset, table_plan(aset, args.overrides)), aset.output_dir, aset.split)
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
@@ -512,6 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: the set's); the table covers every seed that has run")
     p.add_argument("--output-dir", type=Path, help="where the run directories and tables go (default: the set's)")
     p.add_argument("--collect-only", action="store_true", help="train nothing; only rebuild the table")
+    p.add_argument("--device", type=DEVICE, default=None,
+                   help="torch device that evaluates each variant (default: cuda when present, else cpu)")
     p.set_defaults(func=cmd_ablate)
 
     p = commands.add_parser("import-original", help="turn the original recipe's checkpoints into a model directory",

@@ -293,16 +293,20 @@ def validate(config: RunConfig) -> RunConfig:
     return config
 
 
+def read_yaml(path: str | os.PathLike, what: str) -> Any:
+    """The YAML document in ``path`` (None for an empty file); a missing file or invalid YAML is a
+    :class:`ConfigError` that names the file (``what`` says what it should have been)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
     """A run config from a YAML recipe (or the defaults) plus dotted overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
+    values = {} if path is None else read_yaml(path, "config file") or {}
     apply_overrides(values, list(overrides or []))
     return validate(from_dict(RunConfig, values))
