@@ -44,8 +44,6 @@ import json
 import math
 import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +53,7 @@ import torch
 from .audio import AudioStats
 from .config import EncoderConfig, ModelConfig
 from .errors import UserError
-from .io import write_text_atomic
+from .io import atomic_directory
 from .sphere import DIMENSIONS, OCTANT_NAMES, RegionSet
 
 ORIGINAL_DIMENSIONS = ("arousal", "dominance", "valence")
@@ -302,16 +300,9 @@ def import_original(*, ssl: str | os.PathLike, pool: str | os.PathLike, ser: str
         "octants": f"original {[n for n, _ in ORIGINAL_OCTANTS]} -> emosphere {list(OCTANT_NAMES)}, by signs",
         "files": {name: {"path": str(path.resolve()), "sha256": _sha256(path)} for name, path in sources.items()},
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
+    with atomic_directory(output) as staging:  # replaces the empty folder checked above, if any
         model.save_pretrained(staging)
-        write_text_atomic(staging / PROVENANCE_FILE, json.dumps(provenance, indent=2) + "\n")
-        if output.is_dir():
-            output.rmdir()  # empty, checked above
-        os.replace(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return output
 
 
