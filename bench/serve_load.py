@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def start_server(model_dir: Path, options: list[str], batch_size: int) -> tuple[
                "--port", "0", "--batch-size", str(batch_size), *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     found = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
+    # The access log goes on to stdout: drain it, or a full pipe blocks the server after ~1,000 requests.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     if not found:
         process.kill()
         raise SystemExit(f"the server did not start: {' '.join(command)}")
