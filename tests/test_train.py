@@ -222,13 +222,19 @@ def test_each_epoch_trains_on_a_new_order_of_the_same_batches(corpus, tmp_path, 
     assert sorted(i for b in seen[0] for i in b) == sorted(i for b in seen[1] for i in b)
 
 
-def test_a_mid_epoch_checkpoint_resumes_only_with_as_many_processes(corpus):
+def test_a_mid_epoch_checkpoint_resumes_only_with_the_same_batch_order(corpus):
     table = prepare_labels(Corpus.at(corpus), RegionSet(), progress=False)
     datamodule = EmoSphereData(table, RunConfig(), min_samples=0)
     datamodule.trainer = SimpleNamespace(world_size=2)
-    datamodule.load_state_dict({"epoch": 3, "batches": 0, "processes": 4})  # an epoch's start: any number
+    saved = {"processes": 2, **datamodule._batch_order()}
+    datamodule.load_state_dict({**saved, "epoch": 3, "batches": 0, "processes": 4})  # an epoch's start: any number
     with pytest.raises(ConfigError, match="4 processes"):
-        datamodule.load_state_dict({"epoch": 3, "batches": 5, "processes": 4})
+        datamodule.load_state_dict({**saved, "epoch": 3, "batches": 5, "processes": 4})
+    datamodule.load_state_dict({**saved, "epoch": 3, "batches": 0, "data.batch_size": 8})
+    with pytest.raises(ConfigError, match="data.batch_size: the checkpoint stopped mid-epoch with 8"):
+        datamodule.load_state_dict({**saved, "epoch": 3, "batches": 5, "data.batch_size": 8})
+    datamodule.load_state_dict({**saved, "epoch": 3, "batches": 5})
+    assert datamodule.position == {"epoch": 3, "batches": 5}
 def test_tensorboard_gets_every_curve_of_the_csv_log(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

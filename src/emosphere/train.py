@@ -26,6 +26,7 @@ import random
 import signal
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -41,7 +42,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from . import data
-from .audio import AudioStats
+from .audio import SAMPLE_RATE, AudioStats
 from .check import preflight
 from .config import ConfigError, RunConfig
 from .errors import first_line
@@ -177,13 +178,25 @@ class EmoSphereData(L.LightningDataModule):
         epoch, batches = trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if batches >= trainer.num_training_batches:  # saved at the epoch's end: the next one starts afresh
             epoch, batches = epoch + 1, 0
-        return {"epoch": epoch, "batches": batches, "processes": trainer.world_size}
+        return {"epoch": epoch, "batches": batches, "processes": trainer.world_size, **self._batch_order()}
+
+    def _batch_order(self) -> dict[str, Any]:
+        """The settings an epoch's batches depend on (beside the number of processes)."""
+        c = self.config
+        return {"data.batch_size": c.data.batch_size, "data.bucket_by_length": c.data.bucket_by_length,
+                "data.max_seconds": c.data.max_seconds, "trainer.seed": c.trainer.seed,
+                "trainer.micro_batches_per_step": c.trainer.micro_batches_per_step}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["batches"] and state["processes"] != self.trainer.world_size:
-            raise ConfigError(f"the checkpoint stopped mid-epoch in a run of {state['processes']} processes; "
-                              f"resume it with as many (trainer.devices x trainer.num_nodes), not "
-                              f"{self.trainer.world_size}")
+        if state["batches"]:  # mid-epoch: the rest of the epoch is found by skipping the batches done
+            if state["processes"] != self.trainer.world_size:
+                raise ConfigError(f"the checkpoint stopped mid-epoch in a run of {state['processes']} processes; "
+                                  f"resume it with as many (trainer.devices x trainer.num_nodes), not "
+                                  f"{self.trainer.world_size}")
+            for key, value in self._batch_order().items():
+                if state[key] != value:
+                    raise ConfigError(f"{key}: the checkpoint stopped mid-epoch with {state[key]!r}; resume it "
+                                      f"with the same value, not {value!r} (the rest of its epoch depends on it)")
         self.position = {"epoch": state["epoch"], "batches": state["batches"]}
 
     def train_dataloader(self):
@@ -320,7 +333,7 @@ def train(config: RunConfig, *, resume: bool = False) -> Path | None:
     model.run_config = config.to_dict()
     weights = model.regions.class_weights(train_rows["region"]) if config.objective.class_weights else None
     if config.trainer.compile:
-        model.encoder.compile_training(round(cfg.max_seconds * 16000))
+        model.encoder.compile_training(round(cfg.max_seconds * SAMPLE_RATE))
     datamodule = EmoSphereData(table, config, model.min_samples)
     task = EmoSphereTask(model, config, weights, datamodule.dev_rows)
     if isinstance(trainer.accelerator, CPUAccelerator):
@@ -339,12 +352,12 @@ def train(config: RunConfig, *, resume: bool = False) -> Path | None:
     except SIGTERMException:  # Lightning stopped after the current batch; fail as the killed process it is
         log.error("stopped by SIGTERM at step %d; continue with --resume from %s", trainer.global_step, last)
         raise SystemExit(128 + signal.SIGTERM) from None
+    if not trainer.is_global_zero:  # rank 0 alone loads the best checkpoint and saves the model
+        return None
     best = trainer.checkpoint_callback.best_model_path
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         task.load_state_dict(state)
-    if not trainer.is_global_zero:
-        return None
     model_dir = run_dir / "model"
     model.cpu().save_pretrained(model_dir)
     log.info("best %s = %.4f; model saved to %s", MONITOR,
