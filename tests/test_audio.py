@@ -122,3 +122,11 @@ def test_what_the_fuzzing_found(tmp_path):
     sf.write(tmp_path / "damaged.wav", np.zeros(50, np.float32), 100)  # would resample 160-fold
     with pytest.raises(audio.AudioError, match="damaged.wav: implausible sample rate 100 Hz"):
         audio.load(tmp_path / "damaged.wav")
+
+
+@pytest.mark.parametrize("text", ['{"mean": 0.1, "std": 0.3', '{"mean": 0.1}', "\xff"])
+def test_statistics_that_are_not_ours_are_named(tmp_path, text):
+    path = tmp_path / "audio_stats.json"
+    path.write_text(text, encoding="latin-1")
+    with pytest.raises(audio.AudioError, match="audio_stats.json: not audio statistics written by emosphere"):
+        audio.AudioStats.load(path)

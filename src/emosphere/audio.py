@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .io import write_text_atomic
 
 SAMPLE_RATE = 16_000
@@ -120,7 +120,12 @@ class AudioStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "AudioStats":
-        return cls(**json.loads(Path(path).read_text()))
+        """Statistics saved by :meth:`save`; anything else is an :class:`AudioError` naming ``path``."""
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
+            raise AudioError(f"{path}: not audio statistics written by emosphere ({first_line(error)}); "
+                             "delete it to measure them again") from None
 
 
 class StatsAccumulator:
