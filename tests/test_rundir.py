@@ -1,5 +1,7 @@
 """Reading run directories: config, the logged curves across resumes, evaluation on demand."""
 
+import json
+import os
 import shutil
 
 import pandas as pd
@@ -36,6 +38,13 @@ def test_evaluation_runs_once_then_is_read(trained_run, tmp_path):
     metrics, predictions = rundir.evaluation(run, "Test1")
     assert (run / "eval_Test1" / "metrics.json").is_file()
     assert metrics["split"] == "Test1" and len(predictions) == metrics["n"]
+    stale = {**metrics, "n": -1}
+    (run / "eval_Test1" / "metrics.json").write_text(json.dumps(stale))
+    assert rundir.evaluation(run, "Test1")[0] == stale  # newer than the model: read
+    weights = run / "model" / "model.safetensors"
+    later = (run / "eval_Test1" / "metrics.json").stat().st_mtime + 10
+    os.utime(weights, (later, later))  # the model was trained again since
+    assert rundir.evaluation(run, "Test1")[0] == metrics
     shutil.rmtree(run / "model")  # a second call reads the folder and needs no model
     again, table = rundir.evaluation(run, "Test1")
     assert again == metrics and table["FileName"].tolist() == predictions["FileName"].tolist()

@@ -83,12 +83,15 @@ def split_rows(run_dir: str | os.PathLike, split: str) -> pd.DataFrame:
 
 def evaluation(run_dir: str | os.PathLike, split: str, *, batch_size: int = 16,
                device: str = "cpu") -> tuple[dict[str, Any], pd.DataFrame]:
-    """Metrics and ``predictions_full.csv`` of ``eval_<split>/``; when they are missing, the run's
-    ``model/`` is evaluated on the split (:func:`split_rows`) and the folder is written."""
+    """Metrics and ``predictions_full.csv`` of ``eval_<split>/``; when they are missing or older
+    than the run's ``model/``, the model is evaluated on the split (:func:`split_rows`) and the
+    folder is written."""
     run_dir = Path(run_dir)
     output = run_dir / f"eval_{split}"
-    if (output / "metrics.json").is_file() and (output / "predictions_full.csv").is_file():
-        return json.loads((output / "metrics.json").read_text()), read_table(output / "predictions_full.csv")
+    metrics_path, weights = output / "metrics.json", run_dir / "model" / "model.safetensors"
+    if (metrics_path.is_file() and (output / "predictions_full.csv").is_file()
+            and (not weights.is_file() or metrics_path.stat().st_mtime >= weights.stat().st_mtime)):
+        return json.loads(metrics_path.read_text()), read_table(output / "predictions_full.csv")
     from .evaluate import evaluate, write_evaluation
     from .model import EmoSphereSER
 
