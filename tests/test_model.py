@@ -285,12 +285,15 @@ def test_a_model_saved_with_one_attention_predicts_the_same_with_the_other(tmp_p
     model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).eval()
     model.save_pretrained(tmp_path / "m")
     loaded = EmoSphereSER.from_pretrained(tmp_path / "m")
-    assert loaded.encoder.attention == "eager"  # the saved choice is how it runs...
-    loaded.encoder.set_attention("fused")  # ...and any other is a switch away: same weights
+    attentions = {type(m).__name__ for m in loaded.modules() if "Attention" in type(m).__name__}
+    assert "WavLMAttention" in attentions and "FusedWavLMAttention" not in attentions  # saved: eager
+    loaded.set_attention("fused")  # any other is a switch away: same weights
     x, lengths = padded_batch()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, lengths).avd, model(x, lengths).avd, atol=1e-5, rtol=0)
     assert_batch_equals_alone(loaded)
+    loaded.save_pretrained(tmp_path / "switched")
+    assert EmoSphereSER.from_pretrained(tmp_path / "switched").config.encoder.attention == "fused"
 
 
 def test_compiled_training_steps_match_and_compile_once_per_length_bucket():

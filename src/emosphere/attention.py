@@ -26,7 +26,7 @@ Contract (what it shares with the eager module, and what it changes):
   of an encoder switch together: :func:`set_wavlm_attention`.
 
 Encoders other than WavLM use transformers' own ``sdpa`` implementation for
-"fused" (see ``Encoder.set_attention`` in :mod:`emosphere.model`).
+"fused" (see ``EmoSphereSER.set_attention`` in :mod:`emosphere.model`).
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ class Encoder(nn.Module):
 
     * ``attention``: WavLM's self-attention on fused kernels
       (:mod:`emosphere.attention`) or transformers' eager path; for the other
-      families, transformers' ``sdpa`` or ``eager``. :meth:`set_attention`.
+      families, transformers' ``sdpa`` or ``eager``. :meth:`set_attention`
+      (``EmoSphereSER.set_attention`` also records the choice in the config).
     * ``sub_batches``: a batch is encoded in up to this many length-sorted
       sub-batches (:mod:`emosphere.subbatch`) and put back in order.
     * :meth:`compile_training`: the encoder's blocks are compiled for training
@@ -113,7 +114,6 @@ class Encoder(nn.Module):
             set_wavlm_attention(self.model, attention)
         else:
             self.model.set_attn_implementation({"fused": "sdpa", "eager": "eager"}[attention])
-        self.attention = attention
 
     @property
     def hidden_size(self) -> int:
@@ -307,6 +307,12 @@ class EmoSphereSER(nn.Module):
         else:
             encoder = Encoder.from_config(enc.config, enc.freeze_feature_encoder, **options)
         return cls(config, encoder, stats, region_head)
+
+    def set_attention(self, attention: Attention) -> None:
+        """Run the encoder's self-attention on ``fused`` kernels or the ``eager`` path (same weights,
+        same function); the config, and so a saved model, records the choice."""
+        self.encoder.set_attention(attention)
+        self.config.encoder.attention = attention
 
     def set_stats(self, stats: AudioStats) -> None:
         self.stats = stats
