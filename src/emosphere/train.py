@@ -249,15 +249,14 @@ class RandomState(Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written beside their final name, flushed to disk and renamed over it: a save
-    interrupted at any moment leaves the previous checkpoint whole. (Lightning's own writer stages the
-    file in the system's temporary folder; moving it to another file system is a copy, not a rename.)"""
+    """Checkpoints written through :func:`io.atomic_path` (beside their final name, flushed to disk,
+    renamed over it): a save interrupted at any moment leaves the previous checkpoint whole.
+    (Lightning's own writer stages the file in the system's temporary folder; moving it to another
+    file system is a copy, not a rename.)"""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
 
 
 def _devices(value: str) -> int | list[int] | str:
