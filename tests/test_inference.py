@@ -131,3 +131,10 @@ def test_sources_are_consumed_lazily_with_a_progress_bar_of_files_and_hours(monk
     assert [r.index for r in results] == [20, 30, 40] and len(pulled) == 4
     bar = capsys.readouterr().err
     assert "4/4" in bar and "0.003 h of audio" in bar  # 10 s
+
+
+def test_no_windows_group_into_no_predictions_and_no_file_values():
+    empty = np.zeros(0, np.int64)
+    assert group(empty, np.zeros((0, 2), np.int64), np.zeros((0, 3)), None, {}) == {}
+    avd, probs = inference.file_values([])
+    assert avd.shape == (0, 3) and probs is None

@@ -205,8 +205,10 @@ def file_values(predictions: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarr
     """The aggregated (n, 3) A/V/D on [0, 1] and (n, K) region probabilities (or None) of
     ``predictions``, in their order."""
     values = [p.aggregate() for p in predictions]
-    avd = np.stack([avd for avd, _ in values]).reshape(-1, 3)
-    return avd, None if not values or values[0][1] is None else np.stack([probs for _, probs in values])
+    if not values:
+        return np.zeros((0, 3)), None
+    avd = np.stack([avd for avd, _ in values])
+    return avd, None if values[0][1] is None else np.stack([probs for _, probs in values])
 
 
 @dataclass
@@ -343,6 +345,8 @@ def group(owner: np.ndarray, spans: np.ndarray, avd: np.ndarray, probs: np.ndarr
           names: Mapping[int, str]) -> dict[int, Prediction]:
     """Window outputs (in any order, e.g. sorted by length or gathered from several processes)
     put back together into one :class:`Prediction` per owner, windows in time order."""
+    if len(owner) == 0:
+        return {}
     order = np.lexsort((spans[:, 0], owner))
     owner, spans, avd = owner[order], spans[order], avd[order]
     probs = None if probs is None else probs[order]

@@ -49,7 +49,7 @@ from .errors import first_line
 from .evaluate import score
 from .inference import file_values, group, softmax
 from .io import atomic_path, write_table
-from .labels import split
+from .labels import LabelError, split
 from .losses import aux_weight, ccc_loss, region_loss
 from .model import EmoSphereSER
 from .sphere import DIMENSIONS
@@ -135,6 +135,9 @@ class EmoSphereTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         windows = self.dev_windows.compute()
         self.dev_windows.reset()
+        if windows["owner"] is None:
+            raise LabelError(f"split {self.config.data.dev_split!r}: no file could be predicted for the "
+                             "development metrics (see the warnings above)")
         probs = None if windows["logits"] is None else softmax(windows["logits"].astype(np.float64))
         predictions = group(windows["owner"], windows["spans"], windows["avd"], probs, self.dev_rows["path"])
         indices = sorted(predictions)
