@@ -156,7 +156,7 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
     import soundfile as sf
 
     make_model().save_pretrained(tmp_path / "model")
-    output = tmp_path / "model.onnx"
+    output = tmp_path / "new" / "folder" / "model.onnx"  # made as needed
     assert main(["export", "--model", str(tmp_path / "model"), "--output", str(output), "--quantize", "int8"]) == 0
     assert OnnxModel.load(output).quantization == "int8" and "int8" in capsys.readouterr().out
     sf.write(tmp_path / "a.wav", padded_batch([8000])[0][0], 16000)

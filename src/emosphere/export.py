@@ -113,6 +113,7 @@ def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | No
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"unknown quantization {quantize!r}; use one of {', '.join(QUANTIZATIONS)}")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:
             return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset), path)
     if not model.encoder.exact_batches:
