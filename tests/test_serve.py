@@ -8,6 +8,7 @@ through Playwright (skipped, with the reason, where either is missing).
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shutil
@@ -292,6 +293,8 @@ def test_every_serve_option_is_explained():
     (["--model", "m", "--batch-size", "0"], "--batch-size: must be >= 1"),
     (["--model", "m", "--max-upload-mb", "0"], "--max-upload-mb: must be > 0"),
     (["--model", "m", "--batch-wait-ms", "-5"], "--batch-wait-ms: must be >= 0"),
+    (["--model", "m", "--batch-wait-ms", "inf"], "--batch-wait-ms: must be finite, got inf"),
+    (["--model", "m", "--max-upload-mb", "nan"], "--max-upload-mb: must be finite, got nan"),
 ])
 def test_serve_mistakes_are_one_line_and_exit_2(args, message, capsys):
     try:
@@ -304,7 +307,8 @@ def test_serve_mistakes_are_one_line_and_exit_2(args, message, capsys):
 
 
 @pytest.mark.parametrize("changes", [{"batch_size": 0}, {"max_pending": 0}, {"batch_wait": -1.0},
-                                     {"max_upload_mb": 0.0}, {"max_seconds": -1.0}])
+                                     {"max_upload_mb": 0.0}, {"max_seconds": -1.0}, {"batch_wait": math.inf},
+                                     {"max_upload_mb": math.nan}])
 def test_settings_no_service_can_use_are_refused(changes):
     with pytest.raises(InputError, match="need"):
         Settings(**changes)
@@ -319,8 +323,9 @@ def test_a_port_in_use_is_one_line_and_exit_2(capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in error and len(error.splitlines()) == 1
 
 
-def test_serve_without_the_extra_says_how_to_install_it(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi now fails
+@pytest.mark.parametrize("package", ["fastapi", "python_multipart"])
+def test_serve_without_the_extra_says_how_to_install_it(monkeypatch, capsys, package):
+    monkeypatch.setitem(sys.modules, package, None)  # importing it now fails
     monkeypatch.delitem(sys.modules, "emosphere.serve")
     assert main(["serve", "--model", "m"]) == 2
     error = capsys.readouterr().err.strip()

@@ -13,13 +13,14 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import math
 import sys
 from pathlib import Path
 
 import typing
 
 from . import __version__
-from .config import InferencePrecision, RegionSetName
+from .config import Bounds, InferencePrecision, RegionSetName
 
 REGION_SETS = typing.get_args(RegionSetName)
 PRECISIONS = typing.get_args(InferencePrecision)
@@ -33,20 +34,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind: type, low: float, strict: bool = False):
-    """An argparse type: a ``kind`` number >= ``low`` (> ``low`` if ``strict``)."""
+def _number(kind: type, bounds: Bounds):
+    """An argparse type: a finite ``kind`` number within ``bounds``."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not (value > low if strict else value >= low) or value != value:
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        if value not in bounds:
+            raise argparse.ArgumentTypeError(f"must be {bounds if math.isfinite(value) else 'finite'}, got {text}")
         return value
     return parse
 
 
-POSITIVE_INT, COUNT, POSITIVE, NON_NEGATIVE = _number(int, 1), _number(int, 0), _number(float, 0, True), _number(float, 0)
+POSITIVE_INT, COUNT = _number(int, Bounds(low=1)), _number(int, Bounds(low=0))
+POSITIVE, NON_NEGATIVE = _number(float, Bounds(low=0, low_open=True)), _number(float, Bounds(low=0))
 
 
 def DEVICE(text: str) -> str:

@@ -34,6 +34,7 @@ import asyncio
 import io
 import itertools
 import logging
+import math
 import queue
 import socket
 import threading
@@ -44,6 +45,7 @@ from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Any
 
+import python_multipart  # noqa: F401  (FastAPI needs it for uploads; missing, it is an ImportError here)
 import soundfile as sf
 import uvicorn
 from fastapi import FastAPI, File, HTTPException, UploadFile
@@ -84,8 +86,9 @@ class Settings:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_pending < 1:
             raise InputError(f"need batch size >= 1 and max pending >= 1, got {self.batch_size} and {self.max_pending}")
-        if self.batch_wait < 0 or self.max_upload_mb <= 0 or self.max_seconds <= 0:
-            raise InputError("need batch wait >= 0 and upload and duration limits > 0, got "
+        limits = (self.batch_wait, self.max_upload_mb, self.max_seconds)
+        if not all(map(math.isfinite, limits)) or self.batch_wait < 0 or self.max_upload_mb <= 0 or self.max_seconds <= 0:
+            raise InputError("need a finite batch wait >= 0 and finite upload and duration limits > 0, got "
                              f"{self.batch_wait} s, {self.max_upload_mb} MiB and {self.max_seconds} s")
 
     @property
