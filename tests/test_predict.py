@@ -304,3 +304,14 @@ def test_two_processes_under_torchrun_write_the_single_process_table(model_dir, 
     assert (tmp_path / "two.csv").read_text() == (tmp_path / "single.csv").read_text()
     assert (tmp_path / "two.errors.csv").read_text() == (tmp_path / "single.errors.csv").read_text()
     assert sorted(os.listdir(tmp_path)) == ["single.csv", "single.errors.csv", "two.csv", "two.errors.csv"]
+
+
+def test_the_onnx_backend_without_onnxruntime_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # importing it now fails
+    monkeypatch.delitem(sys.modules, "emosphere.runtime", raising=False)
+    sf.write(tmp_path / "a.wav", tone(16000, 1.0), 16000)
+    assert main(["predict", "--backend", "onnx", "--model", str(tmp_path / "m.onnx"), "--output",
+                 str(tmp_path / "out.csv"), str(tmp_path / "a.wav")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "pip install 'emosphere[onnx]'" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out.csv").exists()

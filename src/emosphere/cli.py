@@ -196,13 +196,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     ranks = Ranks.from_env()
     with ranks.joined():
-        try:
-            backend = load_backend(args.model, args.backend, ranks.device(args.device), args.precision,
-                                   threads=args.threads or ranks.threads())
-        except ImportError as error:
-            log.error("the %s backend cannot be loaded (for onnx: pip install 'emosphere[onnx]'): %s",
-                      args.backend, error)
-            return 2
+        backend = load_backend(args.model, args.backend, ranks.device(args.device), args.precision,
+                               threads=args.threads or ranks.threads())
         summary = predict_to_file(backend, args.inputs, args.output, resume=args.resume, ranks=ranks,
                                   progress=not args.quiet, batch_size=args.batch_size, window=args.window,
                                   hop=args.hop, workers=args.num_workers)
@@ -249,11 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         cross_request=args.batching != "off", max_upload_mb=args.max_upload_mb,
                         max_seconds=args.max_seconds, max_pending=args.max_pending)
     with listen(args.host, args.port) as sock:
-        try:
-            backend = load_backend(args.model, args.backend, args.device, args.precision)
-        except ImportError as error:
-            raise UserError(f"the {args.backend} backend cannot be loaded (for onnx: pip install "
-                            f"'emosphere[onnx]'): {error}") from None
+        backend = load_backend(args.model, args.backend, args.device, args.precision)
         if args.batching == "auto":  # batching pays on GPUs; on CPUs one request already fills the cores
             settings = dataclasses.replace(settings, cross_request=args.backend == "torch"
                                            and backend.device.type == "cuda")

@@ -75,7 +75,10 @@ def load_backend(model: str | os.PathLike, backend: str = "torch", device: str =
 
         if device != "cpu" or precision != "fp32":
             log.warning("--device and --precision are ignored by the onnx backend (CPU, as exported)")
-        onnx_model = OnnxModel.load(model, threads=threads)
+        try:
+            onnx_model = OnnxModel.load(model, threads=threads)
+        except ImportError as error:
+            raise InputError(f"the onnx backend needs onnxruntime: pip install 'emosphere[onnx]' ({error})") from None
         if onnx_model.quantization:
             log.info("%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
                      model, onnx_model.quantization)
