@@ -163,6 +163,7 @@ def test_concurrent_requests_are_batched_together_and_keep_their_numbers(url, mo
     ("short.wav", wav_bytes(np.zeros(100, np.float32), 16000), 422, "too short"),
     ("silent.wav", wav_bytes(np.zeros((0, 1), np.float32), 16000), 422, "too short"),
     ("nan.wav", wav_bytes(np.full(4000, np.nan, np.float32), 16000, "FLOAT"), 422, "NaN"),
+    ("rate.wav", wav_bytes(np.zeros(1000, np.float32), 100), 422, "implausible sample rate 100 Hz"),
 ])
 def test_a_bad_upload_is_a_4xx_with_a_reason_and_the_server_goes_on(url, clips, name, data, status, reason):
     response = post(url, name, data)

@@ -56,6 +56,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
+from .audio import plausible_rate
 from .inference import HOP_SECONDS, WINDOW_SECONDS, Backend, Failure, Item, Prediction, decode, predict_pool
 from .inputs import ArraySource, InputError
 from .sphere import DIMENSIONS
@@ -239,6 +240,8 @@ def decode_upload(index: int, name: str, data: bytes, *, min_samples: int, max_s
     a file; raises :class:`HTTPException` (413 too long, 422 not audio or too short)."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
+            if not plausible_rate(f.samplerate):  # as emosphere predict refuses it
+                raise HTTPException(422, f"{name}: implausible sample rate {f.samplerate} Hz")
             if f.frames > max_seconds * f.samplerate:
                 raise HTTPException(413, f"{name}: {f.frames / f.samplerate:.1f} s of audio; "
                                          f"the limit is {max_seconds:g} s")
