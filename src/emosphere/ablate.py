@@ -258,7 +258,8 @@ def markdown(table: pd.DataFrame, split: str) -> str:
     """Per variant (mean ± sd over seeds when there are several): what it changes, CCC on ``split``,
     the change of mean CCC from the first variant, region metrics and time."""
     head = ["variant", "changes", "regions", "aux weight", "pooling", "seeds",
-            *(f"CCC {name}" + (f" ({split})" if name == DIMENSIONS[0] else "") for name in DIMENSIONS), "CCC mean", "Δ mean", "dev CCC mean (best epoch)",
+            *(f"CCC {name}" + (f" ({split})" if name == DIMENSIONS[0] else "") for name in DIMENSIONS),
+            "CCC mean", "Δ mean", "dev CCC mean (best epoch)",
             "region acc / macro-F1 (source)", "octant acc from values", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     done = table[table["status"] == "done"] if "status" in table else table.iloc[0:0]

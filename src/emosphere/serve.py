@@ -88,7 +88,7 @@ class Settings:
         if self.batch_size < 1 or self.max_pending < 1:
             raise InputError(f"need batch size >= 1 and max pending >= 1, got {self.batch_size} and {self.max_pending}")
         limits = (self.batch_wait, self.max_upload_mb, self.max_seconds)
-        if not all(map(math.isfinite, limits)) or self.batch_wait < 0 or self.max_upload_mb <= 0 or self.max_seconds <= 0:
+        if not all(map(math.isfinite, limits)) or self.batch_wait < 0 or min(limits[1:]) <= 0:
             raise InputError("need a finite batch wait >= 0 and finite upload and duration limits > 0, got "
                              f"{self.batch_wait} s, {self.max_upload_mb} MiB and {self.max_seconds} s")
 
