@@ -124,8 +124,8 @@ def test_sources_are_consumed_lazily_with_a_progress_bar_of_files_and_hours(monk
             yield ramp(seconds)
 
     monkeypatch.setattr(inference, "POOL_BATCHES", 1)
-    results = inference.predict_sources(Recorder(), stream(), batch_size=1, progress=True, total=4,
-                                        indices=iter([10, 20, 30, 40]))
+    results = inference.predict_indexed(Recorder(), zip([10, 20, 30, 40], stream()), batch_size=1, progress=True,
+                                        total=4)
     first = next(results)
     assert first.index == 10 and pulled == [1.0]  # one source decoded, predicted and handed on
     assert [r.index for r in results] == [20, 30, 40] and len(pulled) == 4

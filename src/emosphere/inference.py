@@ -37,7 +37,6 @@ A model runs behind a :class:`Backend`: :class:`TorchBackend` here, or
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
 import typing
@@ -389,25 +388,30 @@ def check_options(backend: Backend, *, batch_size: int, window: float, hop: floa
                          f"({backend.min_samples} samples at 16 kHz)")
 
 
-def predict_sources(backend: Backend, sources: Iterable[Source], *, batch_size: int = 8,
-                    window: float | None = None, hop: float | None = None, workers: int = 0,
-                    progress: bool = False, total: int | None = None,
-                    indices: Iterable[int] | None = None) -> Iterator[Prediction | Failure]:
+def predict_sources(backend: Backend, sources: Iterable[Source], *, total: int | None = None,
+                    **options: Any) -> Iterator[Prediction | Failure]:
     """Predict every source, yielding a :class:`Prediction` or :class:`Failure` for each, in input
-    order, pool by pool. ``sources`` may be a lazy iterable, consumed as the run goes.
-    ``indices`` gives each source's ``index`` (default: its position). ``window`` and ``hop``
-    default to :data:`WINDOW_SECONDS` and :data:`HOP_SECONDS`; ``workers`` threads decode up to
-    a pool ahead, while the model runs (a GPU waits less; the audio of two pools is in memory).
-    The progress bar counts sources (of ``total``, by default ``len(sources)`` when it has one,
-    with an ETA), and shows the hours of audio predicted and their rate in audio hours per hour.
-    Bad options raise :class:`InputError` here, before anything runs."""
+    order, pool by pool; each result's ``index`` is its source's position. ``sources`` may be a
+    lazy iterable, consumed as the run goes. ``total`` defaults to ``len(sources)`` when it has
+    one; ``options``: as :func:`predict_indexed`."""
+    if total is None and isinstance(sources, Sized):
+        total = len(sources)
+    return predict_indexed(backend, enumerate(sources), total=total, **options)
+
+
+def predict_indexed(backend: Backend, sources: Iterable[tuple[int, Source]], *, batch_size: int = 8,
+                    window: float | None = None, hop: float | None = None, workers: int = 0,
+                    progress: bool = False, total: int | None = None) -> Iterator[Prediction | Failure]:
+    """:func:`predict_sources` for ``(index, source)`` pairs: each result carries its pair's
+    ``index``. ``window`` and ``hop`` default to :data:`WINDOW_SECONDS` and :data:`HOP_SECONDS`;
+    ``workers`` threads decode up to a pool ahead, while the model runs (a GPU waits less; the
+    audio of two pools is in memory). The progress bar counts sources (of ``total``, with an ETA),
+    and shows the hours of audio predicted and their rate in audio hours per hour. Bad options
+    raise :class:`InputError` here, before anything runs."""
     window = WINDOW_SECONDS if window is None else window
     hop = HOP_SECONDS if hop is None else hop
     check_options(backend, batch_size=batch_size, window=window, hop=hop, workers=workers)
-    if total is None and isinstance(sources, Sized):
-        total = len(sources)
-    decoded = decode_all(zip(itertools.count() if indices is None else indices, sources),
-                         min_samples=backend.min_samples, window=window, hop=hop, workers=workers,
+    decoded = decode_all(sources, min_samples=backend.min_samples, window=window, hop=hop, workers=workers,
                          ahead=batch_size * POOL_BATCHES)  # the next pool decodes while the model runs
 
     def run() -> Iterator[Prediction | Failure]:

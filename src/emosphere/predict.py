@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .inference import TABLE_KEYS, Backend, Failure, Prediction, TorchBackend, predict_sources, rows
+from .inference import TABLE_KEYS, Backend, Failure, Prediction, TorchBackend, predict_indexed, rows
 from .inputs import InputError, Source, SourceKey, iter_inputs, segment_key, source_key
 from .io import atomic_path, check_table_path, iter_table, table_writer, write_table, write_text_atomic
 from .ranks import Ranks
@@ -306,9 +306,8 @@ def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], outpu
     run = ranks.broadcast(time.time_ns() // 1000)  # after rank 0's clean-up
     ranks.barrier()  # every process has read what was done before any writes
     parts_path(output).mkdir(parents=True, exist_ok=True)
-    pairs, indices = itertools.tee(_share(inputs, done, ranks))
-    results = predict_sources(backend, (source for _, source in pairs), indices=(index for index, _ in indices),
-                              total=mine, progress=progress and ranks.rank == 0, **options)
+    results = predict_indexed(backend, _share(inputs, done, ranks), total=mine,
+                              progress=progress and ranks.rank == 0, **options)
     writer = _PartWriter(output, run, ranks, backend.region_names)
     started = saved = time.monotonic()
     predicted, audio_seconds, failures = 0, 0.0, []
