@@ -15,7 +15,7 @@ CORPUS_ARGS ?=
 BIN = $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test setup espeak chromium clean
+.PHONY: demo test lint format setup espeak chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ demo: setup $(DEMO_CORPUS)/Labels/labels_consensus.csv
 
 test: setup chromium
 	$(BIN)/python -m pytest -q
+
+# ruff's lint rules and format (pyproject.toml); .ci/run fails on either. make format rewrites the files.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(DEMO_DIR) $(DEMO_CORPUS)

@@ -12,8 +12,8 @@ training, each in a fresh process so that its peak memory is its own:
 For each it reports the time to the first training batch, the time to go
 through every training batch once, and the peak resident memory above the
 process's memory after imports (``ru_maxrss`` minus the RSS measured before
-any data is touched), at the first batch and over the whole pass. The loader runs in the main process (``num_workers=0``)
-so that all its memory is counted. Target: (a)'s peak does not grow with the
+any data is touched), at the first batch and over the whole pass. The loader runs in the main
+process (``num_workers=0``) so that all its memory is counted. Target: (a)'s peak does not grow with the
 corpus, (b)'s grows with it. See docs/benchmarks.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/data_scale.py [--minutes 10 100 300] [--json figures.json]
@@ -55,9 +55,18 @@ def make_corpus(root: Path, minutes: float, seed: int = 0) -> Path:
         name = f"BENCH_{i:06d}.wav"
         sf.write(root / "Audios" / name, wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
         avd = np.round(rng.uniform(1, 7, 3), 1)
-        rows.append({"FileName": name, "EmoClass": "ASHUFDCN"[i % 8], "EmoAct": avd[0], "EmoVal": avd[1],
-                     "EmoDom": avd[2], "SpkrID": i // 10, "Gender": "Female" if i % 2 else "Male",
-                     "Split_Set": "Development" if i % 5 == 4 else "Train"})
+        rows.append(
+            {
+                "FileName": name,
+                "EmoClass": "ASHUFDCN"[i % 8],
+                "EmoAct": avd[0],
+                "EmoVal": avd[1],
+                "EmoDom": avd[2],
+                "SpkrID": i // 10,
+                "Gender": "Female" if i % 2 else "Male",
+                "Split_Set": "Development" if i % 5 == 4 else "Train",
+            }
+        )
         total += seconds
         i += 1
     pd.DataFrame(rows).to_csv(root / "Labels" / "labels_consensus.csv", index=False)
@@ -93,10 +102,12 @@ def child(way: str, corpus: Path) -> dict:
         labels = pd.read_csv(corpus / "Labels" / "labels_consensus.csv")
         labels = labels[labels["Split_Set"] == "Train"].reset_index(drop=True)
         waves = [audio.load(corpus / "Audios" / name, 12.0) for name in labels["FileName"]]
-        targets = ((labels[["EmoAct", "EmoVal", "EmoDom"]].to_numpy(np.float32) - 1) / 6)
+        targets = (labels[["EmoAct", "EmoVal", "EmoDom"]].to_numpy(np.float32) - 1) / 6
         lengths = np.array([len(w) for w in waves])
-        batches = (collate([{"waveform": waves[i], "index": i, "avd": targets[i]} for i in batch])
-                   for batch in BucketBatchSampler(lengths, BATCH_SIZE, bucket=False))
+        batches = (
+            collate([{"waveform": waves[i], "index": i, "avd": targets[i]} for i in batch])
+            for batch in BucketBatchSampler(lengths, BATCH_SIZE, bucket=False)
+        )
     n_batches, seconds = 0, 0.0
     first = None
     for batch in batches:
@@ -108,22 +119,31 @@ def child(way: str, corpus: Path) -> dict:
         assert batch.avd is not None and batch.avd.shape[1] == len(DIMENSIONS)
     total = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"way": way, "first_batch_s": first, "epoch_s": total, "batches": n_batches,
-            "audio_minutes_read": seconds / 60, "rss_after_imports_mib": base / 1024,
-            "peak_rss_mib": peak / 1024, "peak_growth_mib": (peak - base) / 1024,
-            "first_batch_growth_mib": (first_peak - base) / 1024}
+    return {
+        "way": way,
+        "first_batch_s": first,
+        "epoch_s": total,
+        "batches": n_batches,
+        "audio_minutes_read": seconds / 60,
+        "rss_after_imports_mib": base / 1024,
+        "peak_rss_mib": peak / 1024,
+        "peak_growth_mib": (peak - base) / 1024,
+        "first_batch_growth_mib": (first_peak - base) / 1024,
+    }
 
 
 def run_child(way: str, corpus: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", way, str(corpus)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", way, str(corpus)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 100, 300],
-                        help="corpus sizes (default 10 100 300)")
+    parser.add_argument(
+        "--minutes", type=float, nargs="+", default=[10, 100, 300], help="corpus sizes (default 10 100 300)"
+    )
     parser.add_argument("--work-dir", type=Path, help="where to write the corpora (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--child", nargs=2, metavar=("WAY", "CORPUS"), help=argparse.SUPPRESS)
@@ -140,17 +160,26 @@ def main() -> None:
                 figures = run_child(way, corpus)
                 figures.update(corpus_minutes=minutes, files=files)
                 results.append(figures)
-                print(f"{minutes:6g} min ({files:5d} files) {way:13s} first batch {figures['first_batch_s']:7.2f} s"
-                      f"  epoch {figures['epoch_s']:7.2f} s  peak RSS {figures['peak_rss_mib']:7.0f} MiB"
-                      f"  (+{figures['first_batch_growth_mib']:4.0f} MiB at the first batch,"
-                      f" +{figures['peak_growth_mib']:4.0f} MiB over the pass)", flush=True)
+                print(
+                    f"{minutes:6g} min ({files:5d} files) {way:13s} first batch {figures['first_batch_s']:7.2f} s"
+                    f"  epoch {figures['epoch_s']:7.2f} s  peak RSS {figures['peak_rss_mib']:7.0f} MiB"
+                    f"  (+{figures['first_batch_growth_mib']:4.0f} MiB at the first batch,"
+                    f" +{figures['peak_growth_mib']:4.0f} MiB over the pass)",
+                    flush=True,
+                )
     small, large = min(args.minutes), max(args.minutes)
     for way in WAYS:
         growth = {r["corpus_minutes"]: r["peak_growth_mib"] for r in results if r["way"] == way}
-        print(f"{way}: peak growth {growth[small]:.0f} MiB at {small:g} min, {growth[large]:.0f} MiB at "
-              f"{large:g} min ({growth[large] / max(growth[small], 1e-9):.1f}x for {large / small:g}x the audio)")
-    machine = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-               "load_average": os.getloadavg(), "python": platform.python_version()}
+        print(
+            f"{way}: peak growth {growth[small]:.0f} MiB at {small:g} min, {growth[large]:.0f} MiB at "
+            f"{large:g} min ({growth[large] / max(growth[small], 1e-9):.1f}x for {large / small:g}x the audio)"
+        )
+    machine = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "python": platform.python_version(),
+    }
     print(f"machine: {machine}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")

@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
         int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", op_types=op_types)
-        backends = {"pytorch fp32": TorchBackend(model), "onnxruntime fp32": OnnxModel.load(fp32),
-                    "onnxruntime int8": OnnxModel.load(int8)}
+        backends = {
+            "pytorch fp32": TorchBackend(model),
+            "onnxruntime fp32": OnnxModel.load(fp32),
+            "onnxruntime int8": OnnxModel.load(int8),
+        }
         sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
         values, metrics = {}, {}
         for name, backend in backends.items():
@@ -58,25 +61,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             values[name] = 1 + 6 * np.clip(avd, 0, 1)
             metrics[name] = score(rows, avd, probs, model.regions, split=args.split)
     figures = {
-        "model": str(args.model), "split": args.split, "n": len(rows), "quantized_ops": list(op_types),
+        "model": str(args.model),
+        "split": args.split,
+        "n": len(rows),
+        "quantized_ops": list(op_types),
         "file_mib": {k: round(v / 2**20, 2) for k, v in sizes.items()},
         "ccc": {name: m["ccc"] for name, m in metrics.items()},
         "region_accuracy": {name: m["region"]["accuracy"] for name, m in metrics.items()},
         "max_abs_difference_1_7": {
-            "onnxruntime fp32 vs pytorch fp32": float(np.abs(values["onnxruntime fp32"] - values["pytorch fp32"]).max()),
+            "onnxruntime fp32 vs pytorch fp32": float(
+                np.abs(values["onnxruntime fp32"] - values["pytorch fp32"]).max()
+            ),
             "int8 vs fp32": float(np.abs(values["onnxruntime int8"] - values["onnxruntime fp32"]).max()),
         },
-        "mean_abs_difference_1_7_int8_vs_fp32": float(np.abs(values["onnxruntime int8"]
-                                                             - values["onnxruntime fp32"]).mean()),
+        "mean_abs_difference_1_7_int8_vs_fp32": float(
+            np.abs(values["onnxruntime int8"] - values["onnxruntime fp32"]).mean()
+        ),
     }
-    print(f"{args.split} of {args.corpus}, n={len(rows)}; int8 quantises {', '.join(op_types)}; "
-          f"file {figures['file_mib']['fp32']} MiB fp32, {figures['file_mib']['int8']} MiB int8")
+    print(
+        f"{args.split} of {args.corpus}, n={len(rows)}; int8 quantises {', '.join(op_types)}; "
+        f"file {figures['file_mib']['fp32']} MiB fp32, {figures['file_mib']['int8']} MiB int8"
+    )
     for name, ccc in figures["ccc"].items():
-        print(f"{name:<18} CCC arousal {ccc['arousal']:.4f}  valence {ccc['valence']:.4f}  "
-              f"dominance {ccc['dominance']:.4f}  mean {ccc['mean']:.4f} | region accuracy "
-              f"{figures['region_accuracy'][name]:.4f}")
-    print("max |difference| on 1-7: " + ", ".join(f"{k} {v:.4f}" for k, v in figures["max_abs_difference_1_7"].items())
-          + f"; mean int8 vs fp32 {figures['mean_abs_difference_1_7_int8_vs_fp32']:.4f}")
+        print(
+            f"{name:<18} CCC arousal {ccc['arousal']:.4f}  valence {ccc['valence']:.4f}  "
+            f"dominance {ccc['dominance']:.4f}  mean {ccc['mean']:.4f} | region accuracy "
+            f"{figures['region_accuracy'][name]:.4f}"
+        )
+    print(
+        "max |difference| on 1-7: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in figures["max_abs_difference_1_7"].items())
+        + f"; mean int8 vs fp32 {figures['mean_abs_difference_1_7_int8_vs_fp32']:.4f}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -54,8 +54,9 @@ def make_inputs(root: Path, count: int, kind: str, seconds: float) -> Path:
         with sf.SoundFile(root / "long.wav", "w", 16000, 1, "PCM_16") as long:
             for _ in range(int(starts.max() + seconds) // 60 + 1):
                 long.write(0.1 * rng.standard_normal(60 * 16000))
-        pd.DataFrame({"file": "long.wav", "start": starts, "end": starts + seconds}).to_csv(root / "segments.csv",
-                                                                                           index=False)
+        pd.DataFrame({"file": "long.wav", "start": starts, "end": starts + seconds}).to_csv(
+            root / "segments.csv", index=False
+        )
         return root / "segments.csv"
     originals = []
     for i in range(4):
@@ -87,19 +88,29 @@ def worker(args: argparse.Namespace) -> None:
     from emosphere.predict import predict_to_file
 
     start = time.perf_counter()
-    summary = predict_to_file(ConstantBackend(), [args.worker], args.output, batch_size=args.batch_size,
-                              workers=args.workers)
+    summary = predict_to_file(
+        ConstantBackend(), [args.worker], args.output, batch_size=args.batch_size, workers=args.workers
+    )
     seconds = time.perf_counter() - start
-    print(json.dumps({"sources": summary.sources, "failed": summary.failed, "seconds": round(seconds, 2),
-                      "peak_rss_mib": round(peak_rss_mib(), 1),
-                      "output_mib": round(Path(args.output).stat().st_size / 2**20, 1)}))
+    print(
+        json.dumps(
+            {
+                "sources": summary.sources,
+                "failed": summary.failed,
+                "seconds": round(seconds, 2),
+                "peak_rss_mib": round(peak_rss_mib(), 1),
+                "output_mib": round(Path(args.output).stat().st_size / 2**20, 1),
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    parser.add_argument("--input", choices=["list", "folder", "segments"], default="list",
-                        help="how the files are named (default list)")
+    parser.add_argument(
+        "--input", choices=["list", "folder", "segments"], default="list", help="how the files are named (default list)"
+    )
     parser.add_argument("--seconds", type=float, default=0.5, help="length of each file or segment (default 0.5)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="decoding threads (default 0)")
@@ -114,14 +125,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for count in args.counts:
         with tempfile.TemporaryDirectory() as tmp:
             inputs = make_inputs(Path(tmp), count, args.input, args.seconds)
-            command = [sys.executable, __file__, "--worker", str(inputs), "--output", f"{tmp}/out.csv",
-                       "--batch-size", str(args.batch_size), "--workers", str(args.workers)]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(inputs),
+                "--output",
+                f"{tmp}/out.csv",
+                "--batch-size",
+                str(args.batch_size),
+                "--workers",
+                str(args.workers),
+            ]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             row = {"files": count, "input": args.input, **json.loads(done.stdout.splitlines()[-1])}
         row["files_per_second"] = round(count / row["seconds"], 1)
         figures.append(row)
-        print(f"{count:>8} {args.input} inputs: peak RSS {row['peak_rss_mib']:>7.1f} MiB, {row['seconds']:>7.1f} s, "
-              f"{row['files_per_second']:>7.1f} files/s (no model), output {row['output_mib']} MiB", flush=True)
+        print(
+            f"{count:>8} {args.input} inputs: peak RSS {row['peak_rss_mib']:>7.1f} MiB, {row['seconds']:>7.1f} s, "
+            f"{row['files_per_second']:>7.1f} files/s (no model), output {row['output_mib']} MiB",
+            flush=True,
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from predict_speed import build_model, make_audio  # noqa: E402
+from predict_speed import build_model, make_audio
 
 SUMMARY = re.compile(r": (\d+) source\(s\), ([\d.]+) h of audio, in ([\d.]+) s")
 
@@ -51,23 +51,46 @@ def settings(args: argparse.Namespace) -> list[tuple[str, int, int | None]]:
         return [(f"1 GPU ({args.device}, {args.precision})", 1, None)]
     cores = args.cores
     half = max(1, cores // 2)
-    return [(f"1 process x {cores} threads", 1, cores), (f"1 process x {half} threads", 1, half),
-            (f"2 processes x {half} threads", 2, half)]
+    return [
+        (f"1 process x {cores} threads", 1, cores),
+        (f"1 process x {half} threads", 1, half),
+        (f"2 processes x {half} threads", 2, half),
+    ]
 
 
-def run(args: argparse.Namespace, folder: Path, model: Path, output: Path, processes: int,
-        threads: int | None) -> dict[str, float]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
-               "-m", "emosphere", "predict", str(folder), "--model", str(model), "--output", str(output),
-               "--batch-size", str(args.batch_size), "--num-workers", str(args.workers), "--quiet",
-               "--backend", args.backend]
+def run(
+    args: argparse.Namespace, folder: Path, model: Path, output: Path, processes: int, threads: int | None
+) -> dict[str, float]:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(processes),
+        "-m",
+        "emosphere",
+        "predict",
+        str(folder),
+        "--model",
+        str(model),
+        "--output",
+        str(output),
+        "--batch-size",
+        str(args.batch_size),
+        "--num-workers",
+        str(args.workers),
+        "--quiet",
+        "--backend",
+        args.backend,
+    ]
     if threads:
         command += ["--threads", str(threads)]
     if args.device != "cpu":
         command += ["--device", args.device, "--precision", args.precision]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     match = SUMMARY.search(done.stdout)
     if done.returncode != 0 or match is None:
@@ -80,8 +103,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--utterances", type=int, default=64, help="generated utterances (default 64)")
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--max-seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=int, default=16000, help="sample rate of the files (default 16000; "
-                                                               "24000 for LibriTTS: resampled when read)")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=16000,
+        help="sample rate of the files (default 16000; 24000 for LibriTTS: resampled when read)",
+    )
     parser.add_argument("--hidden", type=int, default=768, help="encoder hidden size (default 768, base)")
     parser.add_argument("--layers", type=int, default=12, help="encoder layers (default 12, base)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
@@ -121,20 +148,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in chosen}
         for _ in range(args.repeats):
             for name, processes, threads in chosen:
-                rounds[name].append(run(args, root / "audio", model_path, root / f"{len(rounds[name])}-{processes}-"
-                                        f"{threads}.csv", processes, threads))
+                rounds[name].append(
+                    run(
+                        args,
+                        root / "audio",
+                        model_path,
+                        root / f"{len(rounds[name])}-{processes}-{threads}.csv",
+                        processes,
+                        threads,
+                    )
+                )
         tables = {name: read_table(root / f"0-{processes}-{threads}.csv") for name, processes, threads in chosen}
     first = chosen[0][0]
     numeric = {name: table.select_dtypes("number").to_numpy() for name, table in tables.items()}
     rows = {}
     for name, processes, threads in chosen:
         best = min(rounds[name], key=lambda r: r["predict_seconds"])
-        rows[name] = {"processes": processes, "threads_per_process": threads, **best,
-                      "rounds": [r["predict_seconds"] for r in rounds[name]],
-                      "utterances_per_second": round(args.utterances / best["predict_seconds"], 2),
-                      "audio_hours_per_hour": round(audio_hours / (best["predict_seconds"] / 3600), 1),
-                      "audio_hours_per_hour_wall": round(audio_hours / (best["wall_seconds"] / 3600), 1),
-                      "max_abs_difference": float(np.abs(numeric[name] - numeric[first]).max())}
+        rows[name] = {
+            "processes": processes,
+            "threads_per_process": threads,
+            **best,
+            "rounds": [r["predict_seconds"] for r in rounds[name]],
+            "utterances_per_second": round(args.utterances / best["predict_seconds"], 2),
+            "audio_hours_per_hour": round(audio_hours / (best["predict_seconds"] / 3600), 1),
+            "audio_hours_per_hour_wall": round(audio_hours / (best["wall_seconds"] / 3600), 1),
+            "max_abs_difference": float(np.abs(numeric[name] - numeric[first]).max()),
+        }
     device = platform.machine()
     if args.device != "cpu":
         import torch
@@ -144,26 +183,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": f"{device}, {os.cpu_count()} CPUs ({args.cores} used)",
         "load_average_at_end": round(os.getloadavg()[0], 2),
         "model": f"random WavLM, hidden {args.hidden}, {args.layers} layers; {args.backend}"
-                 f"{' int8' if args.int8 else ''}",
-        "utterances": args.utterances, "audio_hours": round(audio_hours, 4), "rate": args.rate,
-        "batch_size": args.batch_size, "workers": args.workers, "repeats": args.repeats, "settings": rows,
+        f"{' int8' if args.int8 else ''}",
+        "utterances": args.utterances,
+        "audio_hours": round(audio_hours, 4),
+        "rate": args.rate,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "settings": rows,
     }
     if args.device == "cpu":
         names = [name for name, _, _ in chosen]
         figures["two_processes_over_one_same_threads"] = round(
-            rows[names[1]]["predict_seconds"] / rows[names[2]]["predict_seconds"], 2)
+            rows[names[1]]["predict_seconds"] / rows[names[2]]["predict_seconds"], 2
+        )
         figures["two_processes_over_one_all_threads"] = round(
-            rows[names[0]]["predict_seconds"] / rows[names[2]]["predict_seconds"], 2)
-    print(f"{figures['model']}; {args.utterances} utterances, {audio_hours * 3600:.0f} s of audio at {args.rate} Hz; "
-          f"{figures['machine']}; load average {figures['load_average_at_end']}")
+            rows[names[0]]["predict_seconds"] / rows[names[2]]["predict_seconds"], 2
+        )
+    print(
+        f"{figures['model']}; {args.utterances} utterances, {audio_hours * 3600:.0f} s of audio at {args.rate} Hz; "
+        f"{figures['machine']}; load average {figures['load_average_at_end']}"
+    )
     print(f"{'setting':<32} {'predict s':>9} {'wall s':>8} {'utt/s':>7} {'audio h/h':>9} {'(wall)':>8}  rounds")
     for name, row in rows.items():
-        print(f"{name:<32} {row['predict_seconds']:>9.1f} {row['wall_seconds']:>8.1f} "
-              f"{row['utterances_per_second']:>7.2f} {row['audio_hours_per_hour']:>9.1f} "
-              f"{row['audio_hours_per_hour_wall']:>8.1f}  {row['rounds']}  (max |diff| {row['max_abs_difference']:.1e})")
+        print(
+            f"{name:<32} {row['predict_seconds']:>9.1f} {row['wall_seconds']:>8.1f} "
+            f"{row['utterances_per_second']:>7.2f} {row['audio_hours_per_hour']:>9.1f} "
+            f"{row['audio_hours_per_hour_wall']:>8.1f}  {row['rounds']}  (max |diff| {row['max_abs_difference']:.1e})"
+        )
     if args.device == "cpu":
-        print(f"2 processes / 1 process: {figures['two_processes_over_one_same_threads']}x with the same threads "
-              f"each, {figures['two_processes_over_one_all_threads']}x against one process with all the threads")
+        print(
+            f"2 processes / 1 process: {figures['two_processes_over_one_same_threads']}x with the same threads "
+            f"each, {figures['two_processes_over_one_all_threads']}x against one process with all the threads"
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -21,8 +21,9 @@ WavLM of base size with style pooling and the octant head (speed does not
 depend on the weights). See docs/benchmarks.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py [--json figures.json]
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py --hidden 1024 --layers 24 --utterances 16   # WavLM-large size
-    python bench/predict_speed.py --device cuda --hidden 1024 --layers 24 --batch-size 32 --precisions bf16 fp16 --compile
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py --hidden 1024 --layers 24 --utterances 16  # large
+    python bench/predict_speed.py --device cuda --hidden 1024 --layers 24 --batch-size 32 \
+        --precisions bf16 fp16 --compile
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_speed.py --attention eager   # transformers' attention
 """
 
@@ -69,13 +70,19 @@ def build_model(hidden: int, layers: int, audio: list[np.ndarray], attention: st
     from emosphere.model import EmoSphereSER
 
     encoder = {
-        "model_type": "wavlm", "hidden_size": hidden, "num_hidden_layers": layers,
-        "num_attention_heads": max(1, hidden // 64), "intermediate_size": 4 * hidden,
-        "feat_extract_norm": "layer", "layerdrop": 0.0,
+        "model_type": "wavlm",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": max(1, hidden // 64),
+        "intermediate_size": 4 * hidden,
+        "feat_extract_norm": "layer",
+        "layerdrop": 0.0,
     }
-    config = ModelConfig(encoder=EncoderConfig(name="wavlm-random", pretrained=False, config=encoder,
-                                               attention=attention),
-                         pooling="style", regions="octant")
+    config = ModelConfig(
+        encoder=EncoderConfig(name="wavlm-random", pretrained=False, config=encoder, attention=attention),
+        pooling="style",
+        regions="octant",
+    )
     stats = StatsAccumulator()
     for wave in audio:
         stats.add(wave)
@@ -120,22 +127,34 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             path = export_onnx(model, Path(tmp) / "model.onnx")
             export_seconds = round(time.perf_counter() - start, 1)
-            paths["c"] = (f"onnxruntime, batches of {args.batch_size} by length",
-                          OnnxModel.load(path, threads=args.threads, spinning=args.spin), batches)
+            paths["c"] = (
+                f"onnxruntime, batches of {args.batch_size} by length",
+                OnnxModel.load(path, threads=args.threads, spinning=args.spin),
+                batches,
+            )
             if args.int8:
                 int8 = quantize_onnx(path, Path(tmp) / "int8.onnx")
-                paths["d"] = (f"onnxruntime int8, batches of {args.batch_size}",
-                              OnnxModel.load(int8, threads=args.threads, spinning=args.spin), batches)
+                paths["d"] = (
+                    f"onnxruntime int8, batches of {args.batch_size}",
+                    OnnxModel.load(int8, threads=args.threads, spinning=args.spin),
+                    batches,
+                )
         versions["onnxruntime"] = onnxruntime.__version__
     for precision in args.precisions:
-        paths[f"b-{precision}"] = (f"PyTorch {precision} autocast, batches of {args.batch_size}",
-                                   TorchBackend(model, args.device, precision), batches)
+        paths[f"b-{precision}"] = (
+            f"PyTorch {precision} autocast, batches of {args.batch_size}",
+            TorchBackend(model, args.device, precision),
+            batches,
+        )
     compile_seconds = None
     if args.compile:
         compiled = copy.deepcopy(model)
         compiled.encoder.model.forward = torch.compile(compiled.encoder.model.forward, dynamic=True)
-        paths["b-compile"] = (f"PyTorch, encoder compiled, batches of {args.batch_size}",
-                              TorchBackend(compiled, args.device), batches)
+        paths["b-compile"] = (
+            f"PyTorch, encoder compiled, batches of {args.batch_size}",
+            TorchBackend(compiled, args.device),
+            batches,
+        )
         start = time.perf_counter()
         for batch in batches:  # compiles for the shapes it meets; later rounds reuse the graphs
             paths["b-compile"][1](batch.waveform, batch.lengths)
@@ -160,11 +179,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.cuda.get_device_name() if backend.device.type == "cuda" else platform.machine()
     return {
         "machine": f"{device}, {os.cpu_count()} CPUs; {args.threads} threads; "
-                   f"{'spinning' if args.spin else 'passive'} thread waits",
+        f"{'spinning' if args.spin else 'passive'} thread waits",
         "load_average_at_end": round(os.getloadavg()[0], 2),
         "versions": versions,
         "model": f"random WavLM, hidden {args.hidden}, {args.layers} layers, {args.attention} attention; "
-                 "style pooling; octant head",
+        "style pooling; octant head",
         "utterances": len(items),
         "audio_seconds": round(audio_seconds, 1),
         "batch_size": args.batch_size,
@@ -172,30 +191,45 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "export_seconds": export_seconds,
         "compile_seconds": compile_seconds,
         "repeats": args.repeats,
-        "paths": {key: {"what": what, "seconds": round(best[key], 2), "rounds": [round(t, 2) for t in rounds[key]],
-                        "rtf": round(best[key] / audio_seconds, 4),
-                        "utterances_per_second": round(len(items) / best[key], 2)}
-                  for key, (what, _, _) in paths.items()},
+        "paths": {
+            key: {
+                "what": what,
+                "seconds": round(best[key], 2),
+                "rounds": [round(t, 2) for t in rounds[key]],
+                "rtf": round(best[key] / audio_seconds, 4),
+                "utterances_per_second": round(len(items) / best[key], 2),
+            }
+            for key, (what, _, _) in paths.items()
+        },
         "speedup_b_over_a": round(best["a"] / best["b"], 2),
         "speedup_c_over_b": round(best["b"] / best["c"], 2) if "c" in best else None,
         "speedup_d_over_c": round(best["c"] / best["d"], 2) if "d" in best else None,
-        "max_abs_difference": {f"{key}_vs_{reference(key)}": float(np.abs(avd[key] - avd[reference(key)]).max())
-                               for key in paths if key != "a"},
+        "max_abs_difference": {
+            f"{key}_vs_{reference(key)}": float(np.abs(avd[key] - avd[reference(key)]).max())
+            for key in paths
+            if key != "a"
+        },
     }
 
 
 def report(figures: dict[str, Any]) -> None:
-    print(f"{figures['model']}\n{figures['utterances']} utterances, {figures['audio_seconds']} s of audio; "
-          f"{figures['machine']}; load average {figures['load_average_at_end']}")
+    print(
+        f"{figures['model']}\n{figures['utterances']} utterances, {figures['audio_seconds']} s of audio; "
+        f"{figures['machine']}; load average {figures['load_average_at_end']}"
+    )
     print(f"{'path':<56} {'seconds':>8} {'RTF':>7} {'utt/s':>6}  rounds")
     for key, row in figures["paths"].items():
-        print(f"{'(' + key + ') ' + row['what']:<56} {row['seconds']:>8.2f} {row['rtf']:>7.4f} "
-              f"{row['utterances_per_second']:>6.2f}  {row['rounds']}")
+        print(
+            f"{'(' + key + ') ' + row['what']:<56} {row['seconds']:>8.2f} {row['rtf']:>7.4f} "
+            f"{row['utterances_per_second']:>6.2f}  {row['rounds']}"
+        )
     differences = ", ".join(f"{key} {value:.1e}" for key, value in figures["max_abs_difference"].items())
-    print(f"speed-up b/a {figures['speedup_b_over_a']:.2f}x, c/b {figures['speedup_c_over_b']}x, "
-          f"d/c {figures['speedup_d_over_c']}x; "
-          f"max |avd difference| on [0, 1]: {differences}; padding {figures['padding_fraction']:.1%}; "
-          f"export {figures['export_seconds']} s; compile {figures['compile_seconds']} s")
+    print(
+        f"speed-up b/a {figures['speedup_b_over_a']:.2f}x, c/b {figures['speedup_c_over_b']}x, "
+        f"d/c {figures['speedup_d_over_c']}x; "
+        f"max |avd difference| on [0, 1]: {differences}; padding {figures['padding_fraction']:.1%}; "
+        f"export {figures['export_seconds']} s; compile {figures['compile_seconds']} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -207,19 +241,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--hidden", type=int, default=768, help="encoder hidden size (default 768, base)")
     parser.add_argument("--layers", type=int, default=12, help="encoder layers (default 12, base)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (default: all cores)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of the paths; the fastest counts "
-                                                               "(default 3)")
-    parser.add_argument("--spin", action="store_true",
-                        help="let idle threads spin (the engines' default); without it they sleep "
-                             "(OMP_WAIT_POLICY=PASSIVE, onnxruntime allow_spinning=0), which keeps other "
-                             "processes on a shared machine from distorting the figures")
-    parser.add_argument("--device", default="cpu", help="torch device for (a) and (b), e.g. cuda (default cpu); "
-                                                        "(c) runs on the CPU only")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the paths; the fastest counts (default 3)")
+    parser.add_argument(
+        "--spin",
+        action="store_true",
+        help="let idle threads spin (the engines' default); without it they sleep "
+        "(OMP_WAIT_POLICY=PASSIVE, onnxruntime allow_spinning=0), which keeps other "
+        "processes on a shared machine from distorting the figures",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device for (a) and (b), e.g. cuda (default cpu); (c) runs on the CPU only",
+    )
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="leave out (d), onnxruntime int8")
-    parser.add_argument("--precisions", nargs="*", default=[], choices=["bf16", "fp16"],
-                        help="also run (b) under these autocast precisions")
-    parser.add_argument("--attention", choices=["fused", "eager"], default="fused",
-                        help="model.encoder.attention (default fused)")
+    parser.add_argument(
+        "--precisions",
+        nargs="*",
+        default=[],
+        choices=["bf16", "fp16"],
+        help="also run (b) under these autocast precisions",
+    )
+    parser.add_argument(
+        "--attention", choices=["fused", "eager"], default="fused", help="model.encoder.attention (default fused)"
+    )
     parser.add_argument("--compile", action="store_true", help="also run (b) with the encoder compiled")
     parser.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")

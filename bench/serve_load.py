@@ -4,7 +4,8 @@ Two servers are started, each in its own process on a free loopback port:
 one with cross-request batching (``--batching on``; the default on GPUs), one
 without (``--batching off``; the default on CPUs). Then 1, 4 and 16 concurrent clients (asyncio tasks
 sharing one httpx client) post generated clips back to back to each server in
-turn (the idle server sleeps) until ``--requests`` have been answered. Reported per mode and client count: requests per second,
+turn (the idle server sleeps) until ``--requests`` have been answered. Reported per mode and client
+count: requests per second,
 p50 / p95 latency (seconds from sending the upload to the parsed answer), and
 the mean number of requests per pool the server ran (from ``/health``). Every
 answer must be 200, and the two modes must give the same values for each
@@ -37,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from predict_speed import SAMPLE_RATE, build_model, make_audio
 
 PARITY = 1e-5
@@ -56,8 +56,21 @@ def start_server(model_dir: Path, options: list[str], batch_size: int) -> tuple[
     """``emosphere serve`` on a free loopback port, and its address once it answers /health."""
     import httpx
 
-    command = [sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
-               "--port", "0", "--batch-size", str(batch_size), *options]
+    command = [
+        sys.executable,
+        "-m",
+        "emosphere.cli",
+        "serve",
+        "--model",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--batch-size",
+        str(batch_size),
+        *options,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     found = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
     # The access log goes on to stdout: drain it, or a full pipe blocks the server after ~1,000 requests.
@@ -104,12 +117,16 @@ async def load(address: str, clips: list[bytes], clients: int, requests: int, ti
         seconds = time.perf_counter() - start
         after = (await http.get(f"{address}/health")).json()
     pools = after["pools"] - before["pools"]
-    return {"clients": clients, "requests": requests, "seconds": round(seconds, 2),
-            "requests_per_second": round(requests / seconds, 2),
-            "p50_seconds": round(float(np.percentile(latencies, 50)), 3),
-            "p95_seconds": round(float(np.percentile(latencies, 95)), 3),
-            "requests_per_pool": round((after["requests"] - before["requests"]) / max(pools, 1), 2),
-            "answers": answers}
+    return {
+        "clients": clients,
+        "requests": requests,
+        "seconds": round(seconds, 2),
+        "requests_per_second": round(requests / seconds, 2),
+        "p50_seconds": round(float(np.percentile(latencies, 50)), 3),
+        "p95_seconds": round(float(np.percentile(latencies, 95)), 3),
+        "requests_per_pool": round((after["requests"] - before["requests"]) / max(pools, 1), 2),
+        "answers": answers,
+    }
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,8 +151,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=60)
     keys = [f"{d}_unit" for d in ("arousal", "valence", "dominance")]
-    values = {mode: {k: [a[key] for key in keys] for run in runs for k, a in run.pop("answers").items()}
-              for mode, runs in results.items()}
+    values = {
+        mode: {k: [a[key] for key in keys] for run in runs for k, a in run.pop("answers").items()}
+        for mode, runs in results.items()
+    }
     first, second = values.values()
     difference = max(float(np.abs(np.subtract(first[k], second[k])).max()) for k in first.keys() & second.keys())
     return {
@@ -152,20 +171,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(figures: dict[str, Any]) -> None:
-    print(f"{figures['model']}; {figures['clips']} (mean {figures['audio_seconds_per_request']} s)\n"
-          f"{figures['machine']}; batch size {figures['batch_size']}; load average {figures['load_average_at_end']}")
+    print(
+        f"{figures['model']}; {figures['clips']} (mean {figures['audio_seconds_per_request']} s)\n"
+        f"{figures['machine']}; batch size {figures['batch_size']}; load average {figures['load_average_at_end']}"
+    )
     print(f"{'mode':<22} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'req/pool':>8}")
     for mode, runs in figures["results"].items():
         for run in runs:
-            print(f"{mode:<22} {run['clients']:>7} {run['requests']:>8} {run['requests_per_second']:>7.2f} "
-                  f"{run['p50_seconds']:>7.3f} {run['p95_seconds']:>7.3f} {run['requests_per_pool']:>8.2f}")
+            print(
+                f"{mode:<22} {run['clients']:>7} {run['requests']:>8} {run['requests_per_second']:>7.2f} "
+                f"{run['p50_seconds']:>7.3f} {run['p95_seconds']:>7.3f} {run['requests_per_pool']:>8.2f}"
+            )
     print(f"max |difference| between the modes on [0, 1]: {figures['max_abs_difference_between_modes']:.1e}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16],
-                        help="concurrent clients, one run each (default 1 4 16)")
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients, one run each (default 1 4 16)"
+    )
     parser.add_argument("--requests", type=int, default=48, help="requests per run (default 48)")
     parser.add_argument("--clips", type=int, default=16, help="generated clips, posted in turn (default 16)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="shortest clip (default 2)")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -63,16 +62,32 @@ VARIANTS = {
 # Dense fp16/bf16 tensor-core peaks (TFLOP/s) by device name; --peak-tflops overrides.
 PEAKS = {"H200": 989, "H100 PCIe": 756, "H100": 989, "A100": 312, "L40S": 362, "A10G": 125, "L4": 121}
 LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096}
-SMALL = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024,
-         "conv_dim": [128] * 7}
+SMALL = {
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 1024,
+    "conv_dim": [128] * 7,
+}
 
 
 def encoder_config(large: bool) -> dict[str, Any]:
     """WavLM-large's architecture (its hub config's training settings: layer drop 0.1, time masking
     0.075, dropouts 0.1), or a small WavLM with the same settings."""
-    return {"model_type": "wavlm", **(LARGE if large else SMALL), "feat_extract_norm": "layer", "conv_bias": large,
-            "do_stable_layer_norm": large, "layerdrop": 0.1, "mask_time_prob": 0.075, "mask_time_length": 10,
-            "hidden_dropout": 0.1, "attention_dropout": 0.1, "activation_dropout": 0.0, "feat_proj_dropout": 0.1}
+    return {
+        "model_type": "wavlm",
+        **(LARGE if large else SMALL),
+        "feat_extract_norm": "layer",
+        "conv_bias": large,
+        "do_stable_layer_norm": large,
+        "layerdrop": 0.1,
+        "mask_time_prob": 0.075,
+        "mask_time_length": 10,
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.1,
+        "activation_dropout": 0.0,
+        "feat_proj_dropout": 0.1,
+    }
 
 
 def train_flops_per_second(config: dict[str, Any], mean_frames: float) -> float:
@@ -106,9 +121,15 @@ def device_peak(device: Any, override: float | None) -> float | None:
 def make_pool(count: int, seed: int) -> list[dict]:
     """A corpus of noise utterances of 2.75-11 s (speed does not depend on the content), with labels."""
     rng = np.random.default_rng(seed)
-    return [{"waveform": 0.1 * rng.standard_normal(int(rng.uniform(2.75, 11.0) * SAMPLE_RATE), dtype=np.float32),
-             "index": i, "avd": rng.uniform(size=3).astype(np.float32), "region": int(rng.integers(8))}
-            for i in range(count)]
+    return [
+        {
+            "waveform": 0.1 * rng.standard_normal(int(rng.uniform(2.75, 11.0) * SAMPLE_RATE), dtype=np.float32),
+            "index": i,
+            "avd": rng.uniform(size=3).astype(np.float32),
+            "region": int(rng.integers(8)),
+        }
+        for i in range(count)
+    ]
 
 
 class Steps:
@@ -126,7 +147,9 @@ class Steps:
     def __getitem__(self, index: int) -> Any:
         from emosphere import data
 
-        groups = [[self.pool[i] for i in batch] for batch in self.batches[index * self.micro : (index + 1) * self.micro]]
+        groups = [
+            [self.pool[i] for i in batch] for batch in self.batches[index * self.micro : (index + 1) * self.micro]
+        ]
         return data.collate(groups[0]) if self.micro == 1 else data.collate_micro_batches(groups)
 
 
@@ -147,16 +170,25 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     large = device.type == "cuda" and not args.small
     torch.set_num_threads(args.threads or torch.get_num_threads())
     encoder = encoder_config(large)
-    config = ModelConfig(encoder=EncoderConfig(name="wavlm-random", pretrained=False, config=encoder,
-                                               attention=variant["attention"], sub_batches=variant["sub_batches"]),
-                         head_hidden=1024 if large else 0)
+    config = ModelConfig(
+        encoder=EncoderConfig(
+            name="wavlm-random",
+            pretrained=False,
+            config=encoder,
+            attention=variant["attention"],
+            sub_batches=variant["sub_batches"],
+        ),
+        head_hidden=1024 if large else 0,
+    )
     torch.manual_seed(0)
     model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).to(device)
     if variant.get("input_grad"):
         model.encoder.model.feature_extractor._requires_grad = True  # the behaviour before the fix
     micro, accumulate = variant["micro"], args.accumulate
-    run = RunConfig(optim=OptimConfig(accumulate_grad_batches=accumulate),
-                    trainer=TrainerConfig(micro_batches_per_step=micro, compile=variant["compile"]))
+    run = RunConfig(
+        optim=OptimConfig(accumulate_grad_batches=accumulate),
+        trainer=TrainerConfig(micro_batches_per_step=micro, compile=variant["compile"]),
+    )
     if variant["compile"]:
         model.encoder.compile_training(int(12.0 * SAMPLE_RATE))
     task = EmoSphereTask(model, run, np.ones(8), dev_rows=pd.DataFrame({"path": []})).to(device).train()
@@ -165,8 +197,9 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
 
     processed = [0]
-    model.encoder.model.register_forward_pre_hook(lambda _, inputs: processed.__setitem__(
-        0, processed[0] + inputs[0].numel()))
+    model.encoder.model.register_forward_pre_hook(
+        lambda _, inputs: processed.__setitem__(0, processed[0] + inputs[0].numel())
+    )
     pool = make_pool(512 if device.type == "cuda" else 128, args.seed)
     timed, warmup_max = -(-args.steps // micro), -(-args.warmup_max // micro)  # in loader steps of `micro` batches
     steps = Steps(pool, warmup_max + timed, args.batch_size, micro, args.seed)
@@ -216,12 +249,17 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     else:
         memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return {
-        "variant": args.run_variant, "valid_audio_s_per_s": round(valid / seconds, 1),
-        "processed_audio_s_per_s": round(done / seconds, 1), "padding_share": round(1 - valid / done, 3),
+        "variant": args.run_variant,
+        "valid_audio_s_per_s": round(valid / seconds, 1),
+        "processed_audio_s_per_s": round(done / seconds, 1),
+        "padding_share": round(1 - valid / done, 3),
         "utterances_per_s": round(utterances / seconds, 2),
-        "peak_memory_gib": round(memory, 2), "tflops": round(flops / 1e12, 3),
+        "peak_memory_gib": round(memory, 2),
+        "tflops": round(flops / 1e12, 3),
         "fraction_of_peak": round(flops / peak, 4) if peak else None,
-        "warmup_s": round(warmup, 1), "warmup_steps": index, "timed_steps": timed,
+        "warmup_s": round(warmup, 1),
+        "warmup_steps": index,
+        "timed_steps": timed,
         "graphs_compiled": counters["stats"]["unique_graphs"],
         "graphs_compiled_while_timed": counters["stats"]["unique_graphs"] - max(graphs, 0),
     }
@@ -232,18 +270,30 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None)
     parser.add_argument("--compile", action="store_true", help="CPU: include the compiled variants")
-    parser.add_argument("--precision", choices=["fp16", "bf16", "fp32"], default=None,
-                        help="autocast dtype (default: fp16 on CUDA, as the paper; fp32 on CPU)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp16", "bf16", "fp32"],
+        default=None,
+        help="autocast dtype (default: fp16 on CUDA, as the paper; fp32 on CPU)",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--accumulate", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="timed batches of --batch-size (default: 48 on CUDA, 8 on CPU); +micro4 takes 4 a step")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed batches of --batch-size (default: 48 on CUDA, 8 on CPU); +micro4 takes 4 a step",
+    )
     parser.add_argument("--warmup-max", type=int, default=None, help="most warm-up batches (default: 4x --steps)")
     parser.add_argument("--small", action="store_true", help="the small encoder on CUDA too")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, if not in the table")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="run the variants in turn this many times; each one's fastest round counts")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the variants in turn this many times; each one's fastest round counts",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--run-variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
@@ -267,7 +317,7 @@ def main() -> None:
     for _ in range(args.rounds):  # the variants take turns, so that a busy spell hits them alike
         for name in names:
             command = [sys.executable, __file__, "--run-variant", name, *sys.argv[1:]]
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            done = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
             if done.returncode:
                 sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -277,20 +327,26 @@ def main() -> None:
     results = [best[name] for name in names]
     device = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} CPU"
     model = "WavLM-large architecture" if cuda and not args.small else f"small WavLM {SMALL}"
-    print(f"\n{device}, {os.cpu_count()} CPUs, torch {torch.__version__}; {model}, random init; "
-          f"batch {args.batch_size} x {args.accumulate}, {args.precision}; {args.steps} timed batches, "
-          f"best of {args.rounds} rounds; "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"\n{device}, {os.cpu_count()} CPUs, torch {torch.__version__}; {model}, random init; "
+        f"batch {args.batch_size} x {args.accumulate}, {args.precision}; {args.steps} timed batches, "
+        f"best of {args.rounds} rounds; "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
     base = results[0]["valid_audio_s_per_s"]
-    print("| variant | valid audio s/s | processed audio s/s | padding | utt/s | peak memory GiB | TFLOP/s "
-          "| fraction of peak | vs first | warm-up s (steps, graphs) |")
+    print(
+        "| variant | valid audio s/s | processed audio s/s | padding | utt/s | peak memory GiB | TFLOP/s "
+        "| fraction of peak | vs first | warm-up s (steps, graphs) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         fraction = f"{r['fraction_of_peak']:.1%}" if r["fraction_of_peak"] is not None else "n/a"
-        print(f"| {r['variant']} | {r['valid_audio_s_per_s']} | {r['processed_audio_s_per_s']} | "
-              f"{r['padding_share']:.0%} | {r['utterances_per_s']} | {r['peak_memory_gib']} | {r['tflops']} | "
-              f"{fraction} | {r['valid_audio_s_per_s'] / base:.2f}x | "
-              f"{r['warmup_s']} ({r['warmup_steps']}, {r['graphs_compiled']}) |")
+        print(
+            f"| {r['variant']} | {r['valid_audio_s_per_s']} | {r['processed_audio_s_per_s']} | "
+            f"{r['padding_share']:.0%} | {r['utterances_per_s']} | {r['peak_memory_gib']} | {r['tflops']} | "
+            f"{fraction} | {r['valid_audio_s_per_s'] / base:.2f}x | "
+            f"{r['warmup_s']} ({r['warmup_steps']}, {r['graphs_compiled']}) |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "model": model, "args": vars(args), "results": results}, f, indent=2)

@@ -17,9 +17,17 @@ import yaml
 from emosphere.config import EncoderConfig, ModelConfig
 
 TINY_WAVLM = {
-    "model_type": "wavlm", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-    "intermediate_size": 64, "conv_dim": [16] * 7, "feat_extract_norm": "layer", "layerdrop": 0.0,
-    "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4, "mask_time_prob": 0.0,
+    "model_type": "wavlm",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16] * 7,
+    "feat_extract_norm": "layer",
+    "layerdrop": 0.0,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "mask_time_prob": 0.0,
 }
 
 
@@ -38,7 +46,9 @@ def tiny_model(seed: int = 0, **changes):
     model = EmoSphereSER.build(tiny_model_config(**changes), AudioStats(0.0, 0.1, 1, 1)).eval()
     with torch.no_grad():  # move the random predictions inside [0, 1] (no clipping) and away from the centre
         noise = 0.1 * torch.randn(1, 16000)
-        model.regression_head.net[-1].bias += torch.tensor([0.65, 0.4, 0.6]) - model(noise, torch.tensor([16000])).avd[0]
+        model.regression_head.net[-1].bias += (
+            torch.tensor([0.65, 0.4, 0.6]) - model(noise, torch.tensor([16000])).avd[0]
+        )
     return model
 
 
@@ -46,17 +56,32 @@ def tone(rate: int, seconds: float, tones=(220, 470, 1300)) -> np.ndarray:
     """Amplitude-modulated tones (all below 4 kHz, so they survive 8 kHz sampling)."""
     t = np.arange(int(seconds * rate)) / rate
     return ((0.3 * np.sin(2 * np.pi * 3 * t) + 0.5) * sum(0.1 * np.sin(2 * np.pi * f * t) for f in tones)).astype(
-        np.float32)
+        np.float32
+    )
 
 
 def train_args(corpus, output, *extra):
     """``emosphere train`` arguments for a tiny CPU run of 2 epochs on ``corpus``."""
     encoder = yaml.safe_dump(TINY_WAVLM, default_flow_style=True).strip()
-    return ["train", f"data.corpus={corpus}", f"output_dir={output}", "trainer.max_epochs=2",
-            "trainer.accelerator=cpu", "trainer.devices=1", "trainer.progress=false", "trainer.log_every_n_steps=1",
-            "model.encoder.pretrained=false", f"model.encoder.config={encoder}", "model.head_hidden=32",
-            "model.head_dropout=0.0", "data.num_workers=0", "data.batch_size=8", "optim.lr=3e-3",
-            "optim.accumulate_grad_batches=1", *extra]
+    return [
+        "train",
+        f"data.corpus={corpus}",
+        f"output_dir={output}",
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.progress=false",
+        "trainer.log_every_n_steps=1",
+        "model.encoder.pretrained=false",
+        f"model.encoder.config={encoder}",
+        "model.head_hidden=32",
+        "model.head_dropout=0.0",
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "optim.lr=3e-3",
+        "optim.accumulate_grad_batches=1",
+        *extra,
+    ]
 
 
 def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
@@ -78,9 +103,18 @@ def write_corpus(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
                 wave = np.stack([wave, 0.5 * wave], axis=1)
             name = f"MSP-PODCAST_{split_name}_{i:04d}.wav"
             sf.write(root / "Audios" / name, wave.astype(np.float32), rate)
-            rows.append({"FileName": name, "EmoClass": "ASHUFDCNOX"[i % 10], "EmoAct": avd[0], "EmoVal": avd[1],
-                         "EmoDom": avd[2], "SpkrID": speaker, "Gender": "Female" if i % 2 else "Male",
-                         "Split_Set": split_name})
+            rows.append(
+                {
+                    "FileName": name,
+                    "EmoClass": "ASHUFDCNOX"[i % 10],
+                    "EmoAct": avd[0],
+                    "EmoVal": avd[1],
+                    "EmoDom": avd[2],
+                    "SpkrID": speaker,
+                    "Gender": "Female" if i % 2 else "Male",
+                    "Split_Set": split_name,
+                }
+            )
     pd.DataFrame(rows).to_csv(root / "Labels" / "labels_consensus.csv", index=False)
     return root
 

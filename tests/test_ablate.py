@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import train_args
+
 from emosphere import ablate
 from emosphere.cli import main
 from emosphere.config import ConfigError
@@ -24,18 +24,20 @@ def write_set(folder, corpus, variants, **extra):
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     (folder / "base.yaml").write_text(yaml.safe_dump(base))
-    values = {"base": "base.yaml", "output_dir": str(folder / "runs"), "split": "Test1", "variants": variants,
-              **extra}
+    values = {"base": "base.yaml", "output_dir": str(folder / "runs"), "split": "Test1", "variants": variants, **extra}
     (folder / "set.yaml").write_text(yaml.safe_dump(values))
     return folder / "set.yaml"
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"base": "b.yaml", "variants": {"a": []}, "outputs": "x"}, "unknown key(s) ['outputs']"),
-    ({"base": "b.yaml", "output_dir": "x"}, "missing key 'variants'"),
-    ({"base": "b.yaml", "output_dir": "x", "variants": {"a": "model.pooling=mean"}}, "variants.a: expected a list"),
-    ({"base": "b.yaml", "output_dir": "x", "variants": {"a": []}, "seeds": 7}, "seeds must be a list"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"base": "b.yaml", "variants": {"a": []}, "outputs": "x"}, "unknown key(s) ['outputs']"),
+        ({"base": "b.yaml", "output_dir": "x"}, "missing key 'variants'"),
+        ({"base": "b.yaml", "output_dir": "x", "variants": {"a": "model.pooling=mean"}}, "variants.a: expected a list"),
+        ({"base": "b.yaml", "output_dir": "x", "variants": {"a": []}, "seeds": 7}, "seeds must be a list"),
+    ],
+)
 def test_a_bad_set_file_is_named(tmp_path, values, message):
     (tmp_path / "set.yaml").write_text(yaml.safe_dump(values))
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -77,8 +79,11 @@ def test_the_repository_sets_load(tmp_path):
 
 
 def test_ablate_runs_each_variant_once_resumes_and_tabulates(corpus, tmp_path, monkeypatch, capsys):
-    path = write_set(tmp_path, corpus, {"paper": [], "no_aux": ["objective.aux_schedule=none"],
-                                        "broken": ["data.train_split=Nowhere"]})
+    path = write_set(
+        tmp_path,
+        corpus,
+        {"paper": [], "no_aux": ["objective.aux_schedule=none"], "broken": ["data.train_split=Nowhere"]},
+    )
     assert main(["ablate", str(path)]) == 1  # the broken variant fails at run time; the others still run
     out = capsys.readouterr().out
     assert "variant broken (seed 7) failed" in out
@@ -100,8 +105,11 @@ def test_ablate_runs_each_variant_once_resumes_and_tabulates(corpus, tmp_path, m
     import emosphere.train
 
     real_train = emosphere.train.train
-    monkeypatch.setattr(emosphere.train, "train", lambda config, resume: calls.append(
-        (config.output_dir, resume)) or real_train(config, resume=resume))
+    monkeypatch.setattr(
+        emosphere.train,
+        "train",
+        lambda config, resume: calls.append((config.output_dir, resume)) or real_train(config, resume=resume),
+    )
     assert main(["ablate", str(path), "--variants", "paper,no_aux"]) == 0
     assert calls == [(str(tmp_path / "runs" / "no_aux_seed7"), True)]
     state = json.loads((tmp_path / "runs" / "no_aux_seed7" / ablate.STATE_FILE).read_text())
@@ -113,6 +121,7 @@ def test_ablate_runs_each_variant_once_resumes_and_tabulates(corpus, tmp_path, m
     table = pd.read_csv(tmp_path / "runs" / "ablation.csv")
     assert sorted(table.loc[table["variant"] == "paper", "seed"]) == [7, 8]
     assert set(table.loc[table["variant"] != "paper", "seed"]) == {7}
-    paper = next(line for line in (tmp_path / "runs" / "ablation.md").read_text().splitlines()
-                 if line.startswith("| paper |"))
+    paper = next(
+        line for line in (tmp_path / "runs" / "ablation.md").read_text().splitlines() if line.startswith("| paper |")
+    )
     assert "| 2 |" in paper and "±" in paper

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from conftest import TINY_WAVLM
 from transformers import AutoConfig, AutoModel
 from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
-from conftest import TINY_WAVLM
 from emosphere.attention import FusedWavLMAttention, set_wavlm_attention
 
 NO_DROPOUT = {"hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0, "feat_proj_dropout": 0.0}
@@ -74,5 +74,6 @@ def test_attention_dropout_applies_in_training_only():
         first, second = (model(x, attention_mask=mask).last_hidden_state for _ in range(2))
         assert not torch.allclose(first, second)
         model.eval()
-        torch.testing.assert_close(model(x, attention_mask=mask).last_hidden_state,
-                                   model(x, attention_mask=mask).last_hidden_state)
+        torch.testing.assert_close(
+            model(x, attention_mask=mask).last_hidden_state, model(x, attention_mask=mask).last_hidden_state
+        )

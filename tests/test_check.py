@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import write_corpus
+
 from emosphere.check import CorpusError, check_corpus
 from emosphere.labels import Corpus, prepare_labels
 from emosphere.sphere import RegionSet
@@ -17,15 +17,15 @@ def broken(tmp_path):
     root = write_corpus(tmp_path / "c", SPLITS)
     labels = pd.read_csv(root / "Labels" / "labels_consensus.csv")
     labels["EmoClass"] = labels["EmoClass"].astype(object)
-    labels.loc[0, "EmoVal"] = 9.0                         # line 2
-    labels.loc[1, "EmoAct"] = np.nan                      # line 3
+    labels.loc[0, "EmoVal"] = 9.0  # line 2
+    labels.loc[1, "EmoAct"] = np.nan  # line 3
     labels.loc[3, "FileName"] = labels.loc[2, "FileName"]  # lines 4 and 5
-    labels.loc[4, "Split_Set"] = np.nan                   # line 6
+    labels.loc[4, "Split_Set"] = np.nan  # line 6
     (root / "Audios" / labels.loc[5, "FileName"]).unlink()  # line 7: listed, not on disk
     (root / "Audios" / labels.loc[6, "FileName"]).write_bytes(b"not audio")  # line 8
     sf.write(root / "Audios" / labels.loc[7, "FileName"], np.zeros(100, np.float32), 16000)  # line 9: 6 ms
-    labels.loc[12, "Split_Set"] = "Devlopment"            # line 14 (a Development row)
-    labels.loc[13, "EmoClass"] = "Z"                      # line 15
+    labels.loc[12, "Split_Set"] = "Devlopment"  # line 14 (a Development row)
+    labels.loc[13, "EmoClass"] = "Z"  # line 15
     labels.to_csv(root / "Labels" / "labels_consensus.csv", index=False)
     sf.write(root / "Audios" / "stray.wav", np.zeros(16000, np.float32), 16000)
     return root
@@ -41,7 +41,8 @@ def test_every_problem_is_reported_at_once_with_its_line(broken):
     assert found(report, "error") == {
         ("EmoVal must be a number in [1, 7]", 2),
         ("EmoAct must be a number in [1, 7]", 3),
-        ("FileName repeated", 4), ("FileName repeated", 5),
+        ("FileName repeated", 4),
+        ("FileName repeated", 5),
         ("Split_Set is empty", 6),
         ("listed audio file not found", 7),
         ("audio file unreadable", 8),
@@ -75,8 +76,15 @@ def test_a_clean_corpus_passes_and_is_summarised(tmp_path):
     assert report.problems.empty
     report.raise_for_errors()
     summary = report.summary()
-    for text in ("hours", "Train", "Development", "utterances per region (sphere60)", "origin",
-                 "utterances per EmoClass", "sample rates (Hz): 16000:"):
+    for text in (
+        "hours",
+        "Train",
+        "Development",
+        "utterances per region (sphere60)",
+        "origin",
+        "utterances per EmoClass",
+        "sample rates (Hz): 16000:",
+    ):
         assert text in summary
     hours = report.table.groupby("Split_Set")["duration"].sum() / 3600
     assert f"{hours['Train']:.3f}" in summary
@@ -84,8 +92,9 @@ def test_a_clean_corpus_passes_and_is_summarised(tmp_path):
 
 def test_the_checked_table_is_the_prepared_table(tmp_path):
     root = write_corpus(tmp_path / "c", SPLITS)
-    report = check_corpus(Corpus.at(root), RegionSet("sphere45"), splits=("Train", "Development", "Test1"),
-                          progress=False)
+    report = check_corpus(
+        Corpus.at(root), RegionSet("sphere45"), splits=("Train", "Development", "Test1"), progress=False
+    )
     prepared = prepare_labels(Corpus.at(root), RegionSet("sphere45"), progress=False)
     pd.testing.assert_frame_equal(report.prepared[prepared.columns], prepared)
 

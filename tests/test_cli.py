@@ -2,15 +2,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import write_corpus
+
 from emosphere.cli import build_parser, main
 
 
 def test_prepare_writes_the_table_and_prints_counts(corpus, tmp_path, capsys):
     output = tmp_path / "labels.csv"
-    assert main(["prepare", "--corpus", str(corpus), "--regions", "sphere60", "--output", str(output),
-                 "--quiet"]) == 0
+    assert main(["prepare", "--corpus", str(corpus), "--regions", "sphere60", "--output", str(output), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "19 classes" in printed and "Train" in printed and "origin" in printed
     table = pd.read_csv(output)
@@ -30,8 +29,9 @@ def test_bad_override_is_reported_not_raised(capsys):
     assert "trainer.max_epoch" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["prepare", "check", "train", "evaluate", "demo-corpus", "report", "ablate",
-                                     "import-original"])
+@pytest.mark.parametrize(
+    "command", ["prepare", "check", "train", "evaluate", "demo-corpus", "report", "ablate", "import-original"]
+)
 def test_every_option_is_explained(command):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
@@ -64,14 +64,29 @@ MISTAKES = [
     (["train", "data.corpus=["], "data.corpus=[': the value is not valid YAML"),
     (["train", "--config", "nothing.yaml"], "nothing.yaml: config file not found"),
     (["train", "--config", TINY, "output_dir={run}", "data.corpus={run}/missing"], "data.corpus: "),
-    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "trainer.strategy=dpp"],
-     "trainer.strategy: 'dpp' is not one of auto, ddp"),
-    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "data.dev_split=Dev"],
-     "1 problem(s) block training"),
-    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "model.encoder.config.model_type=wavml"],
-     "model.encoder.config: cannot get the encoder config"),
-    (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "trainer.devices=0,1"],
-     "trainer: Lightning rejects these settings"),
+    (
+        ["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "trainer.strategy=dpp"],
+        "trainer.strategy: 'dpp' is not one of auto, ddp",
+    ),
+    (
+        ["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "data.dev_split=Dev"],
+        "1 problem(s) block training",
+    ),
+    (
+        [
+            "train",
+            "--config",
+            TINY,
+            "output_dir={run}",
+            "data.corpus={corpus}",
+            "model.encoder.config.model_type=wavml",
+        ],
+        "model.encoder.config: cannot get the encoder config",
+    ),
+    (
+        ["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "trainer.devices=0,1"],
+        "trainer: Lightning rejects these settings",
+    ),
     (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "--resume"], "--resume: no checkpoint"),
     (["train", "--config", TINY, "output_dir={run}", "data.corpus={broken}"], "2 problem(s) block training"),
     (["check", "--corpus", "{broken}", "--quiet"], "2 problem(s) block training"),
@@ -86,8 +101,19 @@ MISTAKES = [
     (["predict", "--model", "{run}/model", "--output", "{run}/p.csv", "a.wav"], "no such model directory"),
     (["predict", "--model", "m", "--output", "p.csv", "--window", "-1", "a.wav"], "--window: must be > 0"),
     (["export", "--model", "{run}/model", "--output", "{run}/m.onnx"], "no such model directory"),
-    (["predict", "--backend", "onnx", "--model", "{corpus}/Labels/labels_consensus.csv", "--output", "{run}/p.csv",
-      "a.wav"], "labels_consensus.csv: not a readable ONNX model"),
+    (
+        [
+            "predict",
+            "--backend",
+            "onnx",
+            "--model",
+            "{corpus}/Labels/labels_consensus.csv",
+            "--output",
+            "{run}/p.csv",
+            "a.wav",
+        ],
+        "labels_consensus.csv: not a readable ONNX model",
+    ),
     (["export", "--model", "m", "--output", "m.onnx", "--opset", "0"], "--opset: must be >= 1"),
     (["export", "--model", "m", "--output", "m.onnx", "--opset", "99"], "--opset 99: the installed onnx knows"),
     (["demo-corpus", "{run}", "--n-train", "-5"], "--n-train: must be >= 0"),
@@ -96,8 +122,7 @@ MISTAKES = [
 
 
 @pytest.mark.parametrize("argv, message", MISTAKES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
-def test_user_mistakes_are_one_line_exit_2_and_write_nothing(argv, message, corpus, broken_corpus, tmp_path,
-                                                             capsys):
+def test_user_mistakes_are_one_line_exit_2_and_write_nothing(argv, message, corpus, broken_corpus, tmp_path, capsys):
     run = tmp_path / "run"
     argv = [a.format(run=run, corpus=corpus, broken=broken_corpus) for a in argv]
     try:
@@ -132,7 +157,6 @@ def test_check_prints_a_summary_and_writes_every_problem(broken_corpus, tmp_path
 
 
 def test_check_with_a_config_runs_the_training_preflight(corpus, tmp_path, capsys):
-    assert main(["check", "--config", TINY, f"data.corpus={corpus}", f"output_dir={tmp_path / 'run'}",
-                 "--quiet"]) == 0
+    assert main(["check", "--config", TINY, f"data.corpus={corpus}", f"output_dir={tmp_path / 'run'}", "--quiet"]) == 0
     assert "Development" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()

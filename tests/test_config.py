@@ -6,8 +6,9 @@ import pytest
 from emosphere.check import check_strategy, encoder_min_samples
 from emosphere.config import ConfigError, RunConfig, load_config
 
-RECIPES = sorted(p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml")
-                 if p.parent.name != "ablations")  # ablation sets, not run configs: tests/test_ablate.py
+RECIPES = sorted(
+    p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml") if p.parent.name != "ablations"
+)  # ablation sets, not run configs: tests/test_ablate.py
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
@@ -40,23 +41,31 @@ def test_paper_recipe_settings():
 
 
 def test_overrides_and_round_trip(tmp_path):
-    config = load_config(None, ["trainer.max_epochs=3", "optim.lr=1e-4", "model.encoder.config={layerdrop: 0.0}",
-                                "data.corpus=/data/msp"])
+    config = load_config(
+        None,
+        ["trainer.max_epochs=3", "optim.lr=1e-4", "model.encoder.config={layerdrop: 0.0}", "data.corpus=/data/msp"],
+    )
     assert config.trainer.max_epochs == 3 and config.optim.lr == 1e-4
     assert config.model.encoder.config == {"layerdrop": 0.0}
     config.save(tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == config
 
 
-@pytest.mark.parametrize("override, message", [
-    ("trainer.max_epoch=3", "trainer.max_epoch"),
-    ("trainer.max_epochs=three", "trainer.max_epochs"),
-    ("data.keep_other=maybe", "data.keep_other"),
-    ("nonsense", "key.sub=value"),
-    ("trainer.micro_batches_per_step=3", r"micro_batches_per_step: 3 .* divide optim.accumulate_grad_batches \(4\)"),
-    ("model.encoder.sub_batches=0", "model.encoder.sub_batches"),
-    ("model.encoder.attention=flash", "model.encoder.attention: 'flash' is not one of fused, eager"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_epoch=3", "trainer.max_epoch"),
+        ("trainer.max_epochs=three", "trainer.max_epochs"),
+        ("data.keep_other=maybe", "data.keep_other"),
+        ("nonsense", "key.sub=value"),
+        (
+            "trainer.micro_batches_per_step=3",
+            r"micro_batches_per_step: 3 .* divide optim.accumulate_grad_batches \(4\)",
+        ),
+        ("model.encoder.sub_batches=0", "model.encoder.sub_batches"),
+        ("model.encoder.attention=flash", "model.encoder.attention: 'flash' is not one of fused, eager"),
+    ],
+)
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
@@ -81,32 +90,44 @@ def test_choices_match_what_the_package_implements():
         RegionSet("sphere20")
 
 
-@pytest.mark.parametrize("override, message", [
-    ("data.batch_size=-4", "data.batch_size: must be >= 1, got -4"),
-    ("data.num_workers=-1", "data.num_workers: must be >= 0"),
-    ("data.max_seconds=0", "data.max_seconds: must be > 0"),
-    ("trainer.max_epochs=0", "trainer.max_epochs: must be >= 1"),
-    ("optim.lr=-1e-5", "optim.lr: must be > 0"),
-    ("optim.lr=.nan", "optim.lr: must be > 0, got nan"),
-    ("model.head_dropout=1.0", r"model.head_dropout: must be in \[0, 1\)"),
-    ("model.origin_radius=-0.1", "model.origin_radius: must be >= 0"),
-    ("objective.aux_decay_epochs=0", "objective.aux_decay_epochs: must be >= 1"),
-    ("trainer.seed=-1", r"trainer.seed: must be in \[0, 4294967295\]"),
-    ("trainer.precision=32", "trainer.precision: '32' is not one of auto, 32-true"),
-    ("trainer.accelerator=gpus", "trainer.accelerator: 'gpus' is not one of auto, cpu, gpu"),
-    ("trainer.devices=two", "trainer.devices: 'two' is not auto"),
-    ("data.dev_split=Train", "data.dev_split: 'Train' is also data.train_split"),
-    ("model.encoder.pretrained=false", "model.encoder.config: with model.encoder.pretrained false"),
-    ("data.corpus=[", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.batch_size=-4", "data.batch_size: must be >= 1, got -4"),
+        ("data.num_workers=-1", "data.num_workers: must be >= 0"),
+        ("data.max_seconds=0", "data.max_seconds: must be > 0"),
+        ("trainer.max_epochs=0", "trainer.max_epochs: must be >= 1"),
+        ("optim.lr=-1e-5", "optim.lr: must be > 0"),
+        ("optim.lr=.nan", "optim.lr: must be > 0, got nan"),
+        ("model.head_dropout=1.0", r"model.head_dropout: must be in \[0, 1\)"),
+        ("model.origin_radius=-0.1", "model.origin_radius: must be >= 0"),
+        ("objective.aux_decay_epochs=0", "objective.aux_decay_epochs: must be >= 1"),
+        ("trainer.seed=-1", r"trainer.seed: must be in \[0, 4294967295\]"),
+        ("trainer.precision=32", "trainer.precision: '32' is not one of auto, 32-true"),
+        ("trainer.accelerator=gpus", "trainer.accelerator: 'gpus' is not one of auto, cpu, gpu"),
+        ("trainer.devices=two", "trainer.devices: 'two' is not auto"),
+        ("data.dev_split=Train", "data.dev_split: 'Train' is also data.train_split"),
+        ("model.encoder.pretrained=false", "model.encoder.config: with model.encoder.pretrained false"),
+        ("data.corpus=[", "not valid YAML"),
+    ],
+)
 def test_bad_values_name_the_key_and_what_it_allows(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
 
 
 def test_good_edge_values_pass():
-    config = load_config(None, ["data.num_workers=0", "model.head_dropout=0", "trainer.devices=0,1",
-                                "trainer.devices=-1", "trainer.precision=bf16-mixed", "optim.gradient_clip_val=0"])
+    config = load_config(
+        None,
+        [
+            "data.num_workers=0",
+            "model.head_dropout=0",
+            "trainer.devices=0,1",
+            "trainer.devices=-1",
+            "trainer.precision=bf16-mixed",
+            "optim.gradient_clip_val=0",
+        ],
+    )
     assert config.trainer.devices == "-1" and config.trainer.precision == "bf16-mixed"
 
 

@@ -1,6 +1,4 @@
 import numpy as np
-import pandas as pd
-import pytest
 
 from emosphere import data
 from emosphere.labels import Corpus, prepare_labels
@@ -49,8 +47,10 @@ def test_one_step_of_two_processes_trains_on_two_consecutive_micro_batches_of_on
 
 
 def test_collate_pads_with_zeros_and_keeps_lengths():
-    items = [{"waveform": np.ones(5, np.float32), "index": 0, "avd": np.zeros(3, np.float32), "region": 2},
-             {"waveform": np.ones(3, np.float32), "index": 1, "avd": np.ones(3, np.float32), "region": 0}]
+    items = [
+        {"waveform": np.ones(5, np.float32), "index": 0, "avd": np.zeros(3, np.float32), "region": 2},
+        {"waveform": np.ones(3, np.float32), "index": 1, "avd": np.ones(3, np.float32), "region": 0},
+    ]
     batch = data.collate(items)
     assert batch.waveform.shape == (2, 5) and batch.lengths.tolist() == [5, 3]
     assert batch.waveform[1, 3:].abs().sum() == 0

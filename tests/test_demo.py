@@ -20,9 +20,7 @@ from emosphere.demo import (
     make_demo_corpus,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"
-)
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 SPLITS = {"Train", "Development", "Test1"}
 CLASSES = set("ASHUFDCNOX")
@@ -48,7 +46,7 @@ def labels(corpus: Path) -> pd.DataFrame:
 def small_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three small corpora: seed 0 twice (different worker counts), seed 1."""
     base = tmp_path_factory.mktemp("determinism")
-    kw = dict(n_train=12, n_dev=6, n_test=6, progress=False)
+    kw = {"n_train": 12, "n_dev": 6, "n_test": 6, "progress": False}
     return {
         "a": make_demo_corpus(base / "a", seed=0, workers=2, **kw),
         "b": make_demo_corpus(base / "b", seed=0, workers=1, **kw),
@@ -128,7 +126,14 @@ def test_layout_and_columns(corpus: Path, labels: pd.DataFrame) -> None:
     assert (corpus / "Labels" / "labels_consensus.csv").is_file()
     assert tuple(labels.columns) == CSV_COLUMNS
     assert list(labels.columns) == [
-        "FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set",
+        "FileName",
+        "EmoClass",
+        "EmoAct",
+        "EmoVal",
+        "EmoDom",
+        "SpkrID",
+        "Gender",
+        "Split_Set",
     ]
     assert len(labels) == 100
     assert labels["FileName"].is_unique
@@ -290,7 +295,7 @@ def test_missing_espeak_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(n_train=-1), dict(n_train=0, n_dev=0, n_test=0), dict(workers=0)],
+    [{"n_train": -1}, {"n_train": 0, "n_dev": 0, "n_test": 0}, {"workers": 0}],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
@@ -318,7 +323,7 @@ def test_prosody_mapping_is_monotonic_and_separable() -> None:
         assert len({p.pause_ms for p in by_a + by_v}) == 1
         assert len({p.amplitude for p in by_v}) == 1
         assert max(p.amplitude for p in by_a + by_d) <= 150
-        assert 0 <= min(p.pitch for p in by_v) and max(p.pitch for p in by_v) <= 99
+        assert min(p.pitch for p in by_v) >= 0 and max(p.pitch for p in by_v) <= 99
     with pytest.raises(ValueError):
         label_to_prosody(4.0, 4.0, 4.0, "Other")
 
@@ -352,8 +357,6 @@ def test_dominance_drives_pauses(labels: pd.DataFrame, feats: pd.DataFrame) -> N
     assert _partial_corr(frac, dom, act) > 0.6
 
 
-def test_loudness_rises_with_arousal_and_dominance(
-    labels: pd.DataFrame, feats: pd.DataFrame
-) -> None:
+def test_loudness_rises_with_arousal_and_dominance(labels: pd.DataFrame, feats: pd.DataFrame) -> None:
     ad = (labels["EmoAct"] + labels["EmoDom"]).to_numpy()
     assert _spearman(feats["rms_db"].to_numpy(), ad) > 0.45

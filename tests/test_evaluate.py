@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import tiny_model, tone, write_corpus
 from torch.utils.data import DataLoader
 
-from conftest import tiny_model, tone, write_corpus
 from emosphere.cli import main
 from emosphere.config import RunConfig
 from emosphere.data import InferenceWindows
@@ -60,8 +60,22 @@ def test_predict_and_the_api_give_evaluate_s_values(evaluated, model, dev, tmp_p
     _, predictions = evaluated
     output = tmp_path / "out.csv"
     model.save_pretrained(tmp_path / "model")
-    assert main(["predict", "--model", str(tmp_path / "model"), "--output", str(output), *dev.path,
-                 "--batch-size", "2", "--quiet"]) == 1  # the short file fails
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "model"),
+                "--output",
+                str(output),
+                *dev.path,
+                "--batch-size",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 1
+    )  # the short file fails
     for table in (read_table(output), model.predict(dev.path.tolist(), batch_size=5)):
         files = table[table.level == "file"]
         assert files.file.tolist() == dev.path.drop(index=4).tolist()
@@ -74,8 +88,14 @@ def test_the_development_pass_scores_what_evaluate_scores(evaluated, model, dev)
     metrics, _ = evaluated
     task = EmoSphereTask(model, RunConfig(), None, dev)
     windows = InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=model.min_samples)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     (logged,) = trainer.validate(task, dataloaders=DataLoader(windows, batch_size=None), verbose=False)
     for name in ("arousal", "valence", "dominance", "mean"):
         assert logged[f"dev/ccc_{name}"] == pytest.approx(metrics["ccc"][name], abs=1e-6)
@@ -84,11 +104,16 @@ def test_the_development_pass_scores_what_evaluate_scores(evaluated, model, dev)
 
 
 def test_development_windows_are_shared_out_without_overlap(dev):
-    whole = [b for b in InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400)]
-    shards = [b for r in range(3) for b in InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400,
-                                                            num_replicas=3, rank=r)]
+    whole = list(InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400))
+    shards = [
+        b
+        for r in range(3)
+        for b in InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400, num_replicas=3, rank=r)
+    ]
+
     def windows(batches):
         return sorted((int(o), int(s)) for b in batches for o, s in zip(b["owner"], b["spans"][:, 0]))
+
     assert windows(shards) == windows(whole) and len(windows(whole)) == 9 + 2
 
 

@@ -6,13 +6,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
 from conftest import tiny_model_config
+
 from emosphere.audio import AudioStats
 from emosphere.cli import build_parser, main
 from emosphere.export import export_onnx, quantize_onnx
-from emosphere.runtime import METADATA_KEY, OnnxModel
 from emosphere.model import EmoSphereSER
+from emosphere.runtime import METADATA_KEY, OnnxModel
 
 TOLERANCE = 1e-4
 
@@ -45,12 +45,16 @@ def exported(tmp_path_factory) -> tuple[EmoSphereSER, OnnxModel, object]:
 
 
 # Exported with a batch of 2 x 16000 samples; these differ in batch size and length, and pad.
-@pytest.mark.parametrize("lengths", [
-    [16000, 9000, 4000],                  # padded batch of different lengths
-    [400],                                # one utterance of min_samples: a single encoder frame
-    [33000, 400, 12345, 8000, 20000],     # larger batch, longer than at export
-    [7000, 7000],                         # no padding at all
-], ids=["padded", "single-frame", "batch5", "unpadded"])
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        [16000, 9000, 4000],  # padded batch of different lengths
+        [400],  # one utterance of min_samples: a single encoder frame
+        [33000, 400, 12345, 8000, 20000],  # larger batch, longer than at export
+        [7000, 7000],  # no padding at all
+    ],
+    ids=["padded", "single-frame", "batch5", "unpadded"],
+)
 def test_onnxruntime_matches_pytorch_for_any_batch_and_length(exported, lengths):
     model, onnx_model, _ = exported
     waveform, lens = padded_batch(lengths)
@@ -120,9 +124,12 @@ def test_export_options_are_explained():
 def test_not_an_emosphere_file_is_refused(tmp_path):
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     onnx.save(helper.make_model(graph), str(tmp_path / "other.onnx"))
     with pytest.raises(ValueError, match="not an emosphere"):
         OnnxModel.load(tmp_path / "other.onnx")
@@ -138,7 +145,7 @@ def test_encoders_run_one_utterance_at_a_time_are_refused(tmp_path):
 
 
 def test_int8_quantisation_stores_the_linear_layers_in_8_bits_and_says_so(exported, tmp_path):
-    model, fp32, path = exported
+    _model, fp32, path = exported
     quantized = OnnxModel.load(quantize_onnx(path, tmp_path / "int8.onnx"))
     assert fp32.quantization is None and fp32.metadata["quantization"] is None
     assert quantized.quantization == "int8" and quantized.metadata["quantized_ops"] == ["MatMul"]
@@ -160,6 +167,20 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
     assert main(["export", "--model", str(tmp_path / "model"), "--output", str(output), "--quantize", "int8"]) == 0
     assert OnnxModel.load(output).quantization == "int8" and "int8" in capsys.readouterr().out
     sf.write(tmp_path / "a.wav", padded_batch([8000])[0][0], 16000)
-    assert main(["predict", "--backend", "onnx", "--model", str(output), "--output", str(tmp_path / "out.csv"),
-                 str(tmp_path / "a.wav"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--backend",
+                "onnx",
+                "--model",
+                str(output),
+                "--output",
+                str(tmp_path / "out.csv"),
+                str(tmp_path / "a.wav"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "model.onnx is quantised (int8)" in capsys.readouterr().err

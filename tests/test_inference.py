@@ -1,5 +1,7 @@
 """The one inference path: decoding, windows, batches, aggregation and the tables."""
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ SR = 16000
 class Recorder:
     """A backend whose A/V/D is the mean, last sample and length of each window; records the batches."""
 
-    region_names = ["low", "high"]
+    region_names: ClassVar[list[str]] = ["low", "high"]
     min_samples = 400
 
     def __init__(self):
@@ -94,10 +96,15 @@ def test_window_batches_pad_with_zeros():
     assert batch.waveform[1, 500:].sum() == 0 and batch.waveform[1, :500].sum() == 500
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"batch_size": 0}, "batch size"), ({"window": 4.0, "hop": 5.0}, "hop"), ({"window": 0.01, "hop": 0.01}, "minimum input"),
-    ({"workers": -1}, "workers"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"batch_size": 0}, "batch size"),
+        ({"window": 4.0, "hop": 5.0}, "hop"),
+        ({"window": 0.01, "hop": 0.01}, "minimum input"),
+        ({"workers": -1}, "workers"),
+    ],
+)
 def test_bad_options_are_refused_before_any_work(options, message):
     backend = Recorder()
     with pytest.raises(InputError, match=message):
@@ -124,8 +131,9 @@ def test_sources_are_consumed_lazily_with_a_progress_bar_of_files_and_hours(monk
             yield ramp(seconds)
 
     monkeypatch.setattr(inference, "POOL_BATCHES", 1)
-    results = inference.predict_indexed(Recorder(), zip([10, 20, 30, 40], stream()), batch_size=1, progress=True,
-                                        total=4)
+    results = inference.predict_indexed(
+        Recorder(), zip([10, 20, 30, 40], stream()), batch_size=1, progress=True, total=4
+    )
     first = next(results)
     assert first.index == 10 and pulled == [1.0]  # one source decoded, predicted and handed on
     assert [r.index for r in results] == [20, 30, 40] and len(pulled) == 4

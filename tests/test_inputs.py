@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import tone
+
 from emosphere.audio import AudioError
 from emosphere.inputs import ArraySource, InputError, Segment, as_sources, iter_inputs, load_source, source_key
 
@@ -29,11 +29,17 @@ def test_folders_manifests_and_globs(tree):
     files = [str(tree / p) for p in ("a.wav", "b.wav", "sub/c.flac", "sub/deeper/d.ogg")]
     assert sorted(collect_inputs([tree])) == sorted(files)  # recursive, notes.txt ignored
     assert collect_inputs([str(tree / "**" / "*.ogg"), str(tree / "a.wav"), str(tree / "a.wav")]) == [
-        str(tree / "sub" / "deeper" / "d.ogg"), str(tree / "a.wav")]
+        str(tree / "sub" / "deeper" / "d.ogg"),
+        str(tree / "a.wav"),
+    ]
     pd.DataFrame({"FileName": ["a.wav", "sub/c.flac"], "x": [1, 2]}).to_csv(tree / "manifest.csv", index=False)
     (tree / "list.lst").write_text("# comment\nb.wav\n\n/abs/elsewhere.wav\n")
     assert collect_inputs([tree / "manifest.csv", tree / "list.lst"]) == [
-        str(tree / "a.wav"), str(tree / "sub" / "c.flac"), str(tree / "b.wav"), "/abs/elsewhere.wav"]
+        str(tree / "a.wav"),
+        str(tree / "sub" / "c.flac"),
+        str(tree / "b.wav"),
+        "/abs/elsewhere.wav",
+    ]
 
 
 @pytest.mark.parametrize("content, message", [("name\nx.wav\n", "column"), (None, "no such file")])
@@ -77,12 +83,19 @@ def test_the_stream_is_lazy(tree):
 
 def test_segment_tables_give_segments_that_read_only_their_stretch(tree):
     sf.write(tree / "long.wav", np.arange(48000, dtype=np.float32) / 48000, 16000, subtype="FLOAT")  # 3 s ramp
-    pd.DataFrame({"file": ["long.wav", "long.wav", "a.wav", "long.wav"],
-                  "start": ["0.5", "0 days 00:00:01.250000", "", "0.5"],
-                  "end": ["1", "00:00:03", "", "1.0"]}).to_csv(tree / "segments.csv", index=False)
+    pd.DataFrame(
+        {
+            "file": ["long.wav", "long.wav", "a.wav", "long.wav"],
+            "start": ["0.5", "0 days 00:00:01.250000", "", "0.5"],
+            "end": ["1", "00:00:03", "", "1.0"],
+        }
+    ).to_csv(tree / "segments.csv", index=False)
     long = str(tree / "long.wav")
     assert collect_inputs([tree / "segments.csv"]) == [  # the repeated segment is kept once
-        Segment(long, 0.5, 1.0), Segment(long, 1.25, 3.0), str(tree / "a.wav")]
+        Segment(long, 0.5, 1.0),
+        Segment(long, 1.25, 3.0),
+        str(tree / "a.wav"),
+    ]
     samples = load_source(Segment(long, 1.25, 3.0))
     np.testing.assert_allclose(samples, np.arange(20000, 48000) / 48000, atol=1e-6)
     assert source_key(Segment(long, 1.25, 3.0000000001)) == (long, 1.25, 3.0)
@@ -91,17 +104,23 @@ def test_segment_tables_give_segments_that_read_only_their_stretch(tree):
     with pytest.raises(AudioError, match="after the end of the audio"):
         load_source(Segment(long, 3.5, 4.0))
     # parquet tables with timedelta columns, as audinterface's segmented index holds them
-    pd.DataFrame({"file": ["long.wav"], "start": pd.to_timedelta([0.5], unit="s"),
-                  "end": pd.to_timedelta([1.5], unit="s")}).to_parquet(tree / "segments.parquet")
+    pd.DataFrame(
+        {"file": ["long.wav"], "start": pd.to_timedelta([0.5], unit="s"), "end": pd.to_timedelta([1.5], unit="s")}
+    ).to_parquet(tree / "segments.parquet")
     assert collect_inputs([tree / "segments.parquet"]) == [Segment(long, 0.5, 1.5)]
 
 
-@pytest.mark.parametrize("start, end, message", [
-    ("2", "1", "row 2: a segment needs 0 <= start < end"), ("1", "", "row 2: a segment needs"),
-    ("soon", "3", "row 2: start 'soon' is not a time"),
-])
+@pytest.mark.parametrize(
+    "start, end, message",
+    [
+        ("2", "1", "row 2: a segment needs 0 <= start < end"),
+        ("1", "", "row 2: a segment needs"),
+        ("soon", "3", "row 2: start 'soon' is not a time"),
+    ],
+)
 def test_bad_segment_rows_are_named(tree, start, end, message):
     pd.DataFrame({"file": ["a.wav", "a.wav"], "start": ["0", start], "end": ["0.1", end]}).to_csv(
-        tree / "segments.csv", index=False)
+        tree / "segments.csv", index=False
+    )
     with pytest.raises(InputError, match=f"segments.csv {message}"):
         collect_inputs([tree / "segments.csv"])

@@ -16,10 +16,9 @@ def test_outputs_get_ordinary_permissions(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "out.csv") as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "out.csv") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -34,8 +33,9 @@ def test_tables_round_trip(tmp_path, suffix):
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_tables_written_and_read_in_pieces(tmp_path, suffix):
-    table = pd.DataFrame({"file": ["a.wav", "b.wav", "c.wav"], "start": [10800.123456, 0.1, 2.0],
-                          "arousal": [4.123456789, 2.0, 3.0]})
+    table = pd.DataFrame(
+        {"file": ["a.wav", "b.wav", "c.wav"], "start": [10800.123456, 0.1, 2.0], "arousal": [4.123456789, 2.0, 3.0]}
+    )
     with table_writer(tmp_path / f"t{suffix}", exact=["start"]) as write:
         write(table.iloc[:0])
         write(table.iloc[:2])

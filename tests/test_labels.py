@@ -14,8 +14,7 @@ def test_prepare_drops_other_unless_asked(corpus):
 
 def test_prepared_columns(corpus):
     table = prepare_labels(Corpus.at(corpus), RegionSet("sphere45"), progress=False)
-    for column in ("arousal", "valence", "dominance", "r", "theta", "phi", "region", "region_name", "path",
-                   "duration"):
+    for column in ("arousal", "valence", "dominance", "r", "theta", "phi", "region", "region_name", "path", "duration"):
         assert column in table
     assert table["arousal"].between(0, 1).all()
     assert table["region"].between(0, 32).all()
@@ -30,16 +29,20 @@ def test_rows_without_audio_are_dropped_with_a_warning(tmp_path, corpus, caplog)
     labels.loc[1, "EmoAct"] = float("nan")
     labels.loc[1, "Split_Set"] = "Test3"
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    table = prepare_labels(Corpus.at(corpus, labels=tmp_path / "labels.csv"), RegionSet(), keep_other=True,
-                           progress=False)
+    table = prepare_labels(
+        Corpus.at(corpus, labels=tmp_path / "labels.csv"), RegionSet(), keep_other=True, progress=False
+    )
     assert "missing.wav" in caplog.text
     assert len(table) == len(labels) - 2
 
 
-@pytest.mark.parametrize("column, value, message", [
-    ("EmoVal", 9.0, "EmoVal.*line"),
-    ("EmoAct", "high", "EmoAct.*line"),
-])
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("EmoVal", 9.0, "EmoVal.*line"),
+        ("EmoAct", "high", "EmoAct.*line"),
+    ],
+)
 def test_bad_labels_name_the_column_and_line(tmp_path, corpus, column, value, message):
     labels = pd.read_csv(corpus / "Labels" / "labels_consensus.csv")
     labels[column] = labels[column].astype(object)

@@ -26,10 +26,10 @@ def test_no_import_cycles():
     done: set[str] = set()
 
     def visit(name: str, path: list[str]) -> None:
-        assert name not in path, f"import cycle: {' -> '.join(path + [name])}"
+        assert name not in path, f"import cycle: {' -> '.join([*path, name])}"
         if name not in done:
             for target in graph.get(name, ()):
-                visit(target, path + [name])
+                visit(target, [*path, name])
             done.add(name)
 
     for name in graph:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_WAVLM, tiny_model_config
+
 from emosphere.audio import AudioStats
 from emosphere.errors import ModelError
 from emosphere.model import EmoSphereSER, Encoder
@@ -87,8 +87,9 @@ def test_normalisation_statistics_are_applied():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    model = EmoSphereSER.build(tiny_model_config(pooling="attentive", regions="sphere45"),
-                               AudioStats(0.02, 0.2, 10, 1)).eval()
+    model = EmoSphereSER.build(
+        tiny_model_config(pooling="attentive", regions="sphere45"), AudioStats(0.02, 0.2, 10, 1)
+    ).eval()
     model.save_pretrained(tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "audio_stats.json"}
     loaded = EmoSphereSER.from_pretrained(tmp_path / "m")
@@ -129,18 +130,27 @@ def _corrupt_config(directory, **changes):
     (directory / "config.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("damage, file, message", [
-    (lambda d: (d / "model.safetensors").unlink(), "model.safetensors", "missing"),
-    (lambda d: (d / "audio_stats.json").unlink(), "audio_stats.json", "missing"),
-    (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
-     "model.safetensors", "not a readable safetensors file"),
-    (lambda d: (d / "config.json").write_text('{"format_version": 1,'), "config.json", "not valid JSON"),
-    (lambda d: (d / "audio_stats.json").write_text("[]"), "audio_stats.json", "JSON object"),
-    (lambda d: _corrupt_config(d, format_version=2), "config.json", "format_version 2 was written by a newer"),
-    (lambda d: _corrupt_config(d, **{"model.regions": "sphere45"}), "model.safetensors",
-     r"region_head.net.5.weight has shape \(8, 32\), the config makes \(33, 32\)"),
-    (lambda d: _corrupt_config(d, **{"model.pooling": "avg"}), "config.json", "model.pooling: 'avg' is not one of"),
-])
+@pytest.mark.parametrize(
+    "damage, file, message",
+    [
+        (lambda d: (d / "model.safetensors").unlink(), "model.safetensors", "missing"),
+        (lambda d: (d / "audio_stats.json").unlink(), "audio_stats.json", "missing"),
+        (
+            lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]),
+            "model.safetensors",
+            "not a readable safetensors file",
+        ),
+        (lambda d: (d / "config.json").write_text('{"format_version": 1,'), "config.json", "not valid JSON"),
+        (lambda d: (d / "audio_stats.json").write_text("[]"), "audio_stats.json", "JSON object"),
+        (lambda d: _corrupt_config(d, format_version=2), "config.json", "format_version 2 was written by a newer"),
+        (
+            lambda d: _corrupt_config(d, **{"model.regions": "sphere45"}),
+            "model.safetensors",
+            r"region_head.net.5.weight has shape \(8, 32\), the config makes \(33, 32\)",
+        ),
+        (lambda d: _corrupt_config(d, **{"model.pooling": "avg"}), "config.json", "model.pooling: 'avg' is not one of"),
+    ],
+)
 def test_damaged_model_directories_name_the_file(tmp_path, damage, file, message):
     _, directory = saved(tmp_path)
     damage(directory)

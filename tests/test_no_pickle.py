@@ -49,16 +49,19 @@ def unsafe_loads(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import pickle\npickle.load(open('f', 'rb'))", 1),
-    ("from joblib import load", 1),
-    ("import torch\ntorch.load('x.ckpt')", 1),
-    ("import torch\ntorch.load('x.ckpt', weights_only=False)", 1),
-    ("import torch\ntorch.load('x.ckpt', map_location='cpu', weights_only=True)", 0),
-    ("import numpy as np\nnp.load('x.npy', allow_pickle=True)", 1),
-    ("import pandas as pd\npd.read_pickle('x.pkl')", 1),
-    ("import numpy as np\nnp.load('x.npy')", 0),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import pickle\npickle.load(open('f', 'rb'))", 1),
+        ("from joblib import load", 1),
+        ("import torch\ntorch.load('x.ckpt')", 1),
+        ("import torch\ntorch.load('x.ckpt', weights_only=False)", 1),
+        ("import torch\ntorch.load('x.ckpt', map_location='cpu', weights_only=True)", 0),
+        ("import numpy as np\nnp.load('x.npy', allow_pickle=True)", 1),
+        ("import pandas as pd\npd.read_pickle('x.pkl')", 1),
+        ("import numpy as np\nnp.load('x.npy')", 0),
+    ],
+)
 def test_the_scan_finds_unpickling(source, expected):
     assert len(unsafe_loads(source)) == expected
 
@@ -76,6 +79,9 @@ def test_the_package_never_unpickles_a_file():
 
 def test_the_restricted_unpickler_uses_only_the_base_class():
     tree = ast.parse((PACKAGE / RESTRICTED_UNPICKLER).read_text())
-    used = {node.attr for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "pickle"}
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "pickle"
+    }
     assert used == {"Unpickler", "UnpicklingError"}

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from conftest import TINY_WAVLM
 from torch import nn
 from transformers import WavLMConfig, WavLMModel
 
-from conftest import TINY_WAVLM
 from emosphere.cli import main
 from emosphere.model import EmoSphereSER
 from emosphere.original import OriginalCheckpointError, octant_order, read_norm_stats
@@ -61,7 +61,7 @@ class OriginalSelfAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.w_qs, self.w_ks, self.w_vs, self.fc = (nn.Linear(dim, dim) for _ in range(4))
-        self.temperature = dim ** 0.5
+        self.temperature = dim**0.5
         with torch.no_grad():  # peaky attention, so that its scale and masking show in the output
             self.w_qs.weight.mul_(4)
             self.w_ks.weight.mul_(4)
@@ -91,8 +91,9 @@ def original_frame_valid(x, wav_mask):
 class OriginalStyleEncoder(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.spectral = nn.Sequential(OriginalLinear(dim, dim), nn.Mish(), nn.Dropout(0.1),
-                                      OriginalLinear(dim, dim), nn.Mish(), nn.Dropout(0.1))
+        self.spectral = nn.Sequential(
+            OriginalLinear(dim, dim), nn.Mish(), nn.Dropout(0.1), OriginalLinear(dim, dim), nn.Mish(), nn.Dropout(0.1)
+        )
         self.temporal = nn.Sequential(OriginalGatedConv(dim), OriginalGatedConv(dim))
         self.slf_attn = OriginalSelfAttention(dim)
         self.fc = OriginalLinear(dim, dim)
@@ -119,7 +120,7 @@ class OriginalAttentiveStatistics(nn.Module):
             x = x[valid]
             weights = torch.softmax(torch.tanh(self.sap_linear(x)) @ self.attention, dim=0)
             mean = (x * weights).sum(0)
-            std = ((x * x * weights).sum(0) - mean ** 2).clamp(min=1e-5).sqrt()
+            std = ((x * x * weights).sum(0) - mean**2).clamp(min=1e-5).sqrt()
             pooled.append(torch.cat([mean, std]))
         return torch.stack(pooled)
 
@@ -135,8 +136,9 @@ class OriginalRegression(nn.Module):
     def __init__(self, n_in: int, hidden: int, n_out: int) -> None:
         super().__init__()
         self.inp_drop = nn.Dropout(0.5)
-        self.fc = nn.ModuleList([nn.Sequential(nn.Linear(n_in, hidden), nn.LayerNorm(hidden), nn.ReLU(),
-                                               nn.Dropout(0.5))])
+        self.fc = nn.ModuleList(
+            [nn.Sequential(nn.Linear(n_in, hidden), nn.LayerNorm(hidden), nn.ReLU(), nn.Dropout(0.5))]
+        )
         self.out = nn.Sequential(nn.Linear(hidden, n_out))
         with torch.no_grad():  # keep the outputs inside [0, 1], where nothing is clipped
             self.out[0].weight.mul_(0.2)
@@ -191,16 +193,27 @@ def write_set(folder, pooling, *, aux=False, legacy_names=False, encoder_dir):
     torch.manual_seed(0)
     ssl = WavLMModel(WavLMConfig.from_pretrained(encoder_dir)).eval()
     pool = {"style": OriginalStyleEncoder, "attentive": OriginalAttentiveStatistics}.get(
-        pooling, lambda dim: OriginalMeanPooling())(DIM).eval()
+        pooling, lambda dim: OriginalMeanPooling()
+    )(DIM).eval()
     ser = OriginalRegression(2 * DIM if pooling == "attentive" else DIM, HEAD_HIDDEN, 3).eval()
     ssl_state = ssl.state_dict()
     torch.save(legacy_weight_norm_names(ssl_state) if legacy_names else ssl_state, folder / "best_ssl.pt")
     torch.save(ser.state_dict(), folder / "best_dim_ser.pt")
     with open(folder / "train_norm_stat.pkl", "wb") as f:
         pickle.dump((WAV_MEAN, WAV_STD), f)
-    args = ["import-original", "--ssl", str(folder / "best_ssl.pt"), "--ser", str(folder / "best_dim_ser.pt"),
-            "--stats", str(folder / "train_norm_stat.pkl"), "--encoder", str(encoder_dir),
-            "--output", str(folder / "model")]
+    args = [
+        "import-original",
+        "--ssl",
+        str(folder / "best_ssl.pt"),
+        "--ser",
+        str(folder / "best_dim_ser.pt"),
+        "--stats",
+        str(folder / "train_norm_stat.pkl"),
+        "--encoder",
+        str(encoder_dir),
+        "--output",
+        str(folder / "model"),
+    ]
     if pooling == "mean":
         args += ["--pool", "mean"]
     else:
@@ -214,30 +227,50 @@ def write_set(folder, pooling, *, aux=False, legacy_names=False, encoder_dir):
     return modules, args
 
 
-@pytest.mark.parametrize("pooling, aux, legacy_names", [
-    ("style", True, False),       # the EmoSphere-SER recipe's best_*.pt set
-    ("attentive", False, True),   # the challenge baseline's final_*.pt set (older transformers names)
-    ("mean", False, False),       # the baseline with MeanPooling: no pooling file
-])
-def test_imported_model_predicts_what_the_original_modules_compute(tmp_path, clips, encoder_dir, capsys,
-                                                                   pooling, aux, legacy_names):
+@pytest.mark.parametrize(
+    "pooling, aux, legacy_names",
+    [
+        ("style", True, False),  # the EmoSphere-SER recipe's best_*.pt set
+        ("attentive", False, True),  # the challenge baseline's final_*.pt set (older transformers names)
+        ("mean", False, False),  # the baseline with MeanPooling: no pooling file
+    ],
+)
+def test_imported_model_predicts_what_the_original_modules_compute(
+    tmp_path, clips, encoder_dir, capsys, pooling, aux, legacy_names
+):
     modules, args = write_set(tmp_path, pooling, aux=aux, legacy_names=legacy_names, encoder_dir=encoder_dir)
     assert main(args) == 0
-    assert main(["predict", "--model", str(tmp_path / "model"), "--output", str(tmp_path / "p.csv"),
-                 "--quiet", *map(str, clips)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "model"),
+                "--output",
+                str(tmp_path / "p.csv"),
+                "--quiet",
+                *map(str, clips),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "p.csv").set_index("file")
     for clip in clips:
         waveform = sf.read(clip, dtype="float32")[0]
         raw = original_predict(modules["ssl"], modules["pool"], modules["ser"], waveform)
         arousal, dominance, valence = (raw.numpy() * 6 + 1).tolist()
         row = table.loc[str(clip)]
-        assert row[["arousal", "valence", "dominance"]].tolist() == pytest.approx([arousal, valence, dominance],
-                                                                                 abs=1e-4)
+        assert row[["arousal", "valence", "dominance"]].tolist() == pytest.approx(
+            [arousal, valence, dominance], abs=1e-4
+        )
         if aux:
             with torch.no_grad():
-                pooled = modules["pool"](modules["ssl"](torch.from_numpy(
-                    ((waveform - WAV_MEAN) / (WAV_STD + 1e-6)).astype(np.float32))[None]).last_hidden_state,
-                    torch.ones(1, len(waveform)))
+                pooled = modules["pool"](
+                    modules["ssl"](
+                        torch.from_numpy(((waveform - WAV_MEAN) / (WAV_STD + 1e-6)).astype(np.float32))[None]
+                    ).last_hidden_state,
+                    torch.ones(1, len(waveform)),
+                )
                 probs = torch.softmax(modules["aux"](pooled)[0], 0).numpy()
             original_names = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII"]
             ours = [row[f"p_{name}"] for name in original_names]
@@ -268,13 +301,16 @@ def test_statistics_pickle_of_numbers_is_read(tmp_path, payload):
     assert read_norm_stats(path) == pytest.approx(tuple(float(v) for v in payload))
 
 
-@pytest.mark.parametrize("payload, message", [
-    (_Exploit(), "refused"),
-    ((np.zeros(3), 1.0), "refused numpy"),
-    ((0.1, 0.2, 0.3), "expected (wav_mean, wav_std)"),
-    ({"mean": 0.1, "std": 0.2}, "expected (wav_mean, wav_std)"),
-    ((0.1, 0.0), "wav_std positive"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (_Exploit(), "refused"),
+        ((np.zeros(3), 1.0), "refused numpy"),
+        ((0.1, 0.2, 0.3), "expected (wav_mean, wav_std)"),
+        ({"mean": 0.1, "std": 0.2}, "expected (wav_mean, wav_std)"),
+        ((0.1, 0.0), "wav_std positive"),
+    ],
+)
 def test_statistics_pickle_with_anything_else_is_refused(tmp_path, payload, message):
     path = tmp_path / "stats.pkl"
     path.write_bytes(pickle.dumps(payload))
@@ -283,16 +319,25 @@ def test_statistics_pickle_with_anything_else_is_refused(tmp_path, payload, mess
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda args, d: args.__setitem__(args.index("--stats") + 1, str(d / "missing.pkl")),
-     "missing.pkl: file not found"),
-    (lambda args, d: (d / "train_norm_stat.pkl").write_bytes(pickle.dumps(_Exploit())), "refused"),
-    (lambda args, d: torch.save({"fc.0.0.weight": torch.zeros(2, 2)}, d / "best_dim_ser.pt"),
-     "not a one-hidden-layer EmotionRegression"),
-    (lambda args, d: torch.save({"linear.weight": torch.zeros(2, 2)}, d / "best_pool.pt"),
-     "not a MelStyleEncoder, AttentiveStatisticsPooling or MeanPooling"),
-    (lambda args, d: (d / "model").mkdir() or (d / "model" / "x").write_text(""), "already exists"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda args, d: args.__setitem__(args.index("--stats") + 1, str(d / "missing.pkl")),
+            "missing.pkl: file not found",
+        ),
+        (lambda args, d: (d / "train_norm_stat.pkl").write_bytes(pickle.dumps(_Exploit())), "refused"),
+        (
+            lambda args, d: torch.save({"fc.0.0.weight": torch.zeros(2, 2)}, d / "best_dim_ser.pt"),
+            "not a one-hidden-layer EmotionRegression",
+        ),
+        (
+            lambda args, d: torch.save({"linear.weight": torch.zeros(2, 2)}, d / "best_pool.pt"),
+            "not a MelStyleEncoder, AttentiveStatisticsPooling or MeanPooling",
+        ),
+        (lambda args, d: (d / "model").mkdir() or (d / "model" / "x").write_text(""), "already exists"),
+    ],
+)
 def test_bad_checkpoint_sets_are_one_clear_line(tmp_path, encoder_dir, capsys, change, message):
     _, args = write_set(tmp_path, "style", encoder_dir=encoder_dir)
     change(args, tmp_path)

@@ -33,4 +33,4 @@ def test_style_pooling_structure_follows_the_paper():
     style = build_pooling("style", 32, heads=2)
     assert len(style.temporal) == 2 and style.temporal[0].conv.kernel_size == (5,)
     assert style.temporal[0].conv.out_channels == 64  # to 2x channels for the GLU
-    assert style.attention.heads == 2 and style.attention.scale == pytest.approx(32 ** -0.5)
+    assert style.attention.heads == 2 and style.attention.scale == pytest.approx(32**-0.5)

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import tiny_model, tone
-from emosphere import EmoSphereSER
-from emosphere import inference
+
+from emosphere import EmoSphereSER, inference
 from emosphere.cli import main
 from emosphere.inference import TorchBackend
 from emosphere.inputs import InputError
@@ -59,7 +58,7 @@ def good_files(audio: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def predicted(model, audio) -> pd.DataFrame:
     """The long file and the good files, predicted together in batches of 4 windows."""
-    return model.predict([str(audio / "long.wav")] + good_files(audio), batch_size=4)
+    return model.predict([str(audio / "long.wav"), *good_files(audio)], batch_size=4)
 
 
 def rows_of(table: pd.DataFrame, files: list[str]) -> pd.DataFrame:
@@ -71,12 +70,14 @@ def numeric(table: pd.DataFrame) -> np.ndarray:
 
 
 def test_batches_equal_one_file_at_a_time(model, audio, predicted):
-    files = [str(audio / "long.wav")] + good_files(audio)
+    files = [str(audio / "long.wav"), *good_files(audio)]
     batched = predicted
     alone = pd.concat([model.predict(f, batch_size=1) for f in files], ignore_index=True)
     assert list(batched.loc[batched.level == "file", "file"]) == files  # input order restored after bucketing
-    pd.testing.assert_frame_equal(batched.drop(columns=list(batched.select_dtypes("number"))),
-                                  alone.drop(columns=list(alone.select_dtypes("number"))))
+    pd.testing.assert_frame_equal(
+        batched.drop(columns=list(batched.select_dtypes("number"))),
+        alone.drop(columns=list(alone.select_dtypes("number"))),
+    )
     np.testing.assert_allclose(numeric(batched), numeric(alone), atol=1e-4, rtol=0)
 
 
@@ -89,8 +90,9 @@ def test_long_audio_gets_window_rows_and_a_duration_weighted_file_row(model, aud
     probs = [c for c in table if c.startswith("p_")]
     np.testing.assert_allclose(file_row[units + probs].astype(float), windows[units + probs].mean(), atol=1e-6)
     assert file_row.region == probs[int(np.argmax(windows[probs].mean()))].removeprefix("p_")
-    np.testing.assert_allclose(file_row[["arousal", "valence", "dominance"]].astype(float),
-                               1 + 6 * file_row[units].astype(float), atol=1e-6)
+    np.testing.assert_allclose(
+        file_row[["arousal", "valence", "dominance"]].astype(float), 1 + 6 * file_row[units].astype(float), atol=1e-6
+    )
     assert windows[units + probs].std().max() > 1e-4  # the windows differ, so the mean is not trivial
     # a window row is the prediction of that stretch of audio alone
     samples, _ = sf.read(audio / "long.wav", dtype="float32")
@@ -130,8 +132,20 @@ def test_api_arrays_need_a_sampling_rate_and_are_named(model):
 def test_cli_skips_and_reports_bad_files_and_exits_1(model_dir, audio, tmp_path):
     output = tmp_path / "out.csv"
     bad = [str(audio / "bad" / "corrupt.wav"), str(audio / "bad" / "short.wav")]
-    code = main(["predict", "--model", model_dir, "--output", str(output), str(audio / "good"), *bad,
-                 "--num-workers", "2", "--quiet"])
+    code = main(
+        [
+            "predict",
+            "--model",
+            model_dir,
+            "--output",
+            str(output),
+            str(audio / "good"),
+            *bad,
+            "--num-workers",
+            "2",
+            "--quiet",
+        ]
+    )
     assert code == 1
     table = read_table(output)
     assert sorted(table.file) == sorted(good_files(audio))  # folder searched recursively, notes.txt ignored
@@ -150,8 +164,12 @@ def test_cli_usage_errors_exit_2(model_dir, audio, tmp_path):
     assert main(["predict", *output, str(audio / "missing.wav")]) == 2
     assert main(["predict", *output, str(audio / "good" / "*.mp3")]) == 2  # a glob that matches nothing
     assert main(["predict", *output, "--window", "2", "--hop", "3", str(audio / "good")]) == 2
-    assert main(["predict", "--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "o.csv"),
-                 str(audio / "good")]) == 2
+    assert (
+        main(
+            ["predict", "--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "o.csv"), str(audio / "good")]
+        )
+        == 2
+    )
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -174,8 +192,21 @@ def test_resume_keeps_finished_files_and_appends_the_rest(model_dir, audio, tmp_
     first = read_table(output)
     first.loc[0, "arousal"] = 99.0  # a sentinel: a resumed run must not predict a.wav again
     first.to_csv(output, index=False)
-    assert main(["predict", "--model", model_dir, "--output", str(output), str(tmp_path / "list.txt"),
-                 "--resume", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                model_dir,
+                "--output",
+                str(output),
+                str(tmp_path / "list.txt"),
+                "--resume",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = read_table(output)
     assert list(table.file) == [a, b] and table.arousal[0] == 99.0 and table.arousal[1] != 99.0
     assert main(["predict", "--model", model_dir, "--output", str(output), a, b, "--quiet"]) == 0
@@ -224,8 +255,10 @@ def test_saved_model_predicts_the_same_without_training_code(model, audio, predi
 
 def test_unknown_output_format_is_a_usage_error(tmp_path, model_dir, capsys):
     sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32), 16000)
-    assert main(["predict", "--model", str(model_dir), "--output", str(tmp_path / "out.txt"),
-                 str(tmp_path / "a.wav")]) == 2
+    assert (
+        main(["predict", "--model", str(model_dir), "--output", str(tmp_path / "out.txt"), str(tmp_path / "a.wav")])
+        == 2
+    )
     assert "unknown table format '.txt'" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists()
 
@@ -233,10 +266,12 @@ def test_unknown_output_format_is_a_usage_error(tmp_path, model_dir, capsys):
 def test_segments_are_predicted_from_their_stretch_and_keyed_by_file_start_end(model_dir, model, audio, tmp_path):
     long, short = str(audio / "long.wav"), str(audio / "good" / "a.wav")
     pd.DataFrame({"file": [long, long, short], "start": [2.5, 5.0, None], "end": [4.0, 25.0, None]}).to_csv(
-        tmp_path / "segments.csv", index=False)
+        tmp_path / "segments.csv", index=False
+    )
     output = tmp_path / "out.csv"
-    assert main(["predict", "--model", model_dir, "--output", str(output), str(tmp_path / "segments.csv"),
-                 "--quiet"]) == 0
+    assert (
+        main(["predict", "--model", model_dir, "--output", str(output), str(tmp_path / "segments.csv"), "--quiet"]) == 0
+    )
     table = read_table(output)
     assert table.level.tolist() == ["segment", "segment", "window", "window", "window", "file"]
     # times are seconds in the file: the 20 s segment's windows start at 5 + 0, 6 and 8 s
@@ -248,10 +283,25 @@ def test_segments_are_predicted_from_their_stretch_and_keyed_by_file_start_end(m
     # resume knows a segment by its file, start and end
     table.loc[0, "arousal"] = 99.0
     table.to_csv(output, index=False)
-    pd.DataFrame({"file": [long, long], "start": [2.5, 2.5], "end": [4.0, 4.5]}).to_csv(tmp_path / "more.csv",
-                                                                                        index=False)
-    assert main(["predict", "--model", model_dir, "--output", str(output), str(tmp_path / "segments.csv"),
-                 str(tmp_path / "more.csv"), "--resume", "--quiet"]) == 0
+    pd.DataFrame({"file": [long, long], "start": [2.5, 2.5], "end": [4.0, 4.5]}).to_csv(
+        tmp_path / "more.csv", index=False
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                model_dir,
+                "--output",
+                str(output),
+                str(tmp_path / "segments.csv"),
+                str(tmp_path / "more.csv"),
+                "--resume",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     resumed = read_table(output)
     assert resumed.arousal[0] == 99.0 and len(resumed) == len(table) + 1
     assert resumed.iloc[-1][["level", "start", "end"]].tolist() == ["segment", 2.5, 4.5]
@@ -296,9 +346,24 @@ def test_two_processes_under_torchrun_write_the_single_process_table(model_dir, 
     inputs = [str(audio / "long.wav"), str(audio / "good"), str(audio / "bad")]
     options = ["--model", model_dir, "--batch-size", "1", "--threads", "1", "--quiet"]  # the same arithmetic
     assert main(["predict", *inputs, *options, "--output", str(tmp_path / "single.csv")]) == 1
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "emosphere", "predict", *inputs, *options, "--output", str(tmp_path / "two.csv")]
-    done = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "emosphere",
+        "predict",
+        *inputs,
+        *options,
+        "--output",
+        str(tmp_path / "two.csv"),
+    ]
+    done = subprocess.run(
+        command, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True
+    )
     assert done.returncode == 1, done.stderr[-2000:]  # both processes exit 1: a file failed
     assert "2 process(es)" in done.stdout and "could not be predicted" in done.stdout
     assert (tmp_path / "two.csv").read_text() == (tmp_path / "single.csv").read_text()
@@ -310,8 +375,21 @@ def test_the_onnx_backend_without_onnxruntime_says_how_to_install_it(tmp_path, m
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # importing it now fails
     monkeypatch.delitem(sys.modules, "emosphere.runtime", raising=False)
     sf.write(tmp_path / "a.wav", tone(16000, 1.0), 16000)
-    assert main(["predict", "--backend", "onnx", "--model", str(tmp_path / "m.onnx"), "--output",
-                 str(tmp_path / "out.csv"), str(tmp_path / "a.wav")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--backend",
+                "onnx",
+                "--model",
+                str(tmp_path / "m.onnx"),
+                "--output",
+                str(tmp_path / "out.csv"),
+                str(tmp_path / "a.wav"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err.strip()
     assert "pip install 'emosphere[onnx]'" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "out.csv").exists()

@@ -21,8 +21,15 @@ def test_report_of_a_run_without_evaluation(trained_run, tmp_path, capsys):
     assert main(["report", str(run), "--output", str(tmp_path / "report"), "--split", "Test1"]) == 0
     assert (run / "eval_Test1" / "predictions_full.csv").is_file()  # evaluated on the way
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
-    assert pngs == ["bias.png", "confusion.png", "curves.png", "groups.png", "projections.png", "scatter.png",
-                    "sphere.png"]
+    assert pngs == [
+        "bias.png",
+        "confusion.png",
+        "curves.png",
+        "groups.png",
+        "projections.png",
+        "scatter.png",
+        "sphere.png",
+    ]
     assert all((tmp_path / "report" / p).read_bytes().startswith(PNG) for p in pngs)
     page = (tmp_path / "report" / "report.html").read_text()
     assert page.count("src='data:image/png;base64,") == len(pngs)
@@ -30,10 +37,13 @@ def test_report_of_a_run_without_evaluation(trained_run, tmp_path, capsys):
     assert "CCC per gender" in page and "Test1 (n=" in page
 
 
-@pytest.mark.parametrize("args, message", [
-    (["report", "{tmp}/none", "--output", "{tmp}/out"], "no such run directory"),
-    (["report", "{tmp}", "--output", "{tmp}/out"], "not a run directory"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "{tmp}/none", "--output", "{tmp}/out"], "no such run directory"),
+        (["report", "{tmp}", "--output", "{tmp}/out"], "not a run directory"),
+    ],
+)
 def test_report_mistakes_are_one_line(tmp_path, capsys, args, message):
     assert main([a.format(tmp=tmp_path) for a in args]) == 2
     error = capsys.readouterr().err.strip()
@@ -57,8 +67,9 @@ def test_error_by_bin_shows_the_pull_to_the_middle():
 def test_groups_get_their_own_ccc():
     rng = np.random.default_rng(0)
     true = rng.uniform(1, 7, (40, 3))
-    table = pd.DataFrame(np.c_[true, true], columns=["arousal", "valence", "dominance", "true_EmoAct",
-                                                     "true_EmoVal", "true_EmoDom"])
+    table = pd.DataFrame(
+        np.c_[true, true], columns=["arousal", "valence", "dominance", "true_EmoAct", "true_EmoVal", "true_EmoDom"]
+    )
     table["Gender"] = ["Female"] * 30 + ["Male"] * 10
     table.loc[table["Gender"] == "Male", "valence"] = 4.0  # a model that fails on one group
     genders = group_ccc(table, "Gender", min_n=11).set_index("Gender")
@@ -68,8 +79,16 @@ def test_groups_get_their_own_ccc():
 
 
 def test_regions_come_from_the_values_without_a_region_head():
-    table = pd.DataFrame({"arousal": [6.0, 2.0], "valence": [6.0, 6.0], "dominance": [6.0, 2.0],
-                          "true_EmoAct": [6.0, 6.0], "true_EmoVal": [6.0, 6.0], "true_EmoDom": [6.0, 6.0]})
+    table = pd.DataFrame(
+        {
+            "arousal": [6.0, 2.0],
+            "valence": [6.0, 6.0],
+            "dominance": [6.0, 2.0],
+            "true_EmoAct": [6.0, 6.0],
+            "true_EmoVal": [6.0, 6.0],
+            "true_EmoDom": [6.0, 6.0],
+        }
+    )
     truth, guess, names = region_predictions(table, RegionSet("octant"))
     assert [names[i] for i in truth] == ["I", "I"] and [names[i] for i in guess] == ["I", "VI"]
     table["region"] = ["II", "I"]  # the region head's answer wins when there is one
@@ -78,8 +97,9 @@ def test_regions_come_from_the_values_without_a_region_head():
 
 def test_regions_keep_the_runs_origin_radius():
     near_centre = {"arousal": [4.1], "valence": [4.0], "dominance": [4.05]}
-    table = pd.DataFrame({**near_centre, **{f"true_{c}": v for c, v in zip(("EmoAct", "EmoVal", "EmoDom"),
-                                                                            near_centre.values())}})
+    table = pd.DataFrame(
+        {**near_centre, **{f"true_{c}": v for c, v in zip(("EmoAct", "EmoVal", "EmoDom"), near_centre.values())}}
+    )
     truth, guess, names = region_predictions(table, RegionSet("sphere45", origin_radius=0.1))
     assert [names[truth[0]], names[guess[0]]] == ["origin", "origin"]
     truth, guess, names = region_predictions(table, RegionSet("sphere45"))

@@ -18,11 +18,16 @@ def test_a_missing_or_foreign_folder_is_named(tmp_path):
 
 
 def test_epoch_metrics_take_every_version_and_the_resumed_value(tmp_path):
-    for version, rows in enumerate([
-        [{"epoch": 0, "step": 5, "train/aux_weight": 1.0}, {"epoch": 0, "step": 9, "dev/ccc_mean": 0.2},
-         {"epoch": 1, "step": 12, "train/aux_weight": 0.8}],                       # interrupted in epoch 1
-        [{"epoch": 1, "step": 14, "train/aux_weight": 0.8}, {"epoch": 1, "step": 19, "dev/ccc_mean": 0.4}],
-    ]):
+    for version, rows in enumerate(
+        [
+            [
+                {"epoch": 0, "step": 5, "train/aux_weight": 1.0},
+                {"epoch": 0, "step": 9, "dev/ccc_mean": 0.2},
+                {"epoch": 1, "step": 12, "train/aux_weight": 0.8},
+            ],  # interrupted in epoch 1
+            [{"epoch": 1, "step": 14, "train/aux_weight": 0.8}, {"epoch": 1, "step": 19, "dev/ccc_mean": 0.4}],
+        ]
+    ):
         (tmp_path / "logs" / f"version_{version}").mkdir(parents=True)
         pd.DataFrame(rows).to_csv(tmp_path / "logs" / f"version_{version}" / "metrics.csv", index=False)
     log = rundir.metric_log(tmp_path)

@@ -29,6 +29,7 @@ pytest.importorskip("fastapi", reason="the service needs the serve extra: pip in
 httpx = pytest.importorskip("httpx", reason="the service tests need httpx (in the test extra)")
 
 from conftest import tiny_model, tone  # noqa: E402
+
 from emosphere.cli import build_parser, main  # noqa: E402
 from emosphere.inference import TorchBackend  # noqa: E402
 from emosphere.inputs import InputError  # noqa: E402
@@ -100,8 +101,12 @@ def assert_same(answer: dict, table: pd.DataFrame, region_names: list[str]) -> N
         np.testing.assert_allclose([row[k] for k in NUMBERS], reference[NUMBERS].astype(float), atol=1e-6, rtol=0)
         assert row["region"] == reference["region"]
         assert list(row["region_probabilities"]) == region_names
-        np.testing.assert_allclose(list(row["region_probabilities"].values()),
-                                   reference[[f"p_{n}" for n in region_names]].astype(float), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(
+            list(row["region_probabilities"].values()),
+            reference[[f"p_{n}" for n in region_names]].astype(float),
+            atol=1e-6,
+            rtol=0,
+        )
 
 
 def wav_bytes(samples: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
@@ -153,18 +158,25 @@ def test_concurrent_requests_are_batched_together_and_keep_their_numbers(url, mo
     assert after["pools"] - before["pools"] < len(paths), "concurrent requests were not batched together"
 
 
-@pytest.mark.parametrize("name, data, status, reason", [
-    ("junk.wav", b"this is not audio at all " * 40, 422, "not audio that soundfile can read"),
-    ("notes.txt", "a text file, not speech\n".encode(), 422, "not audio that soundfile can read"),
-    ("empty.wav", b"", 400, "empty upload"),
-    ("big.wav", b"\0" * (2**20 + 1), 413, "upload too large: the limit is 1 MiB"),
-    ("long.wav", wav_bytes(np.zeros(8000 * 45, np.float32), 8000, "PCM_U8"), 413,
-     "45.0 s of audio; the limit is 40 s"),
-    ("short.wav", wav_bytes(np.zeros(100, np.float32), 16000), 422, "too short"),
-    ("silent.wav", wav_bytes(np.zeros((0, 1), np.float32), 16000), 422, "too short"),
-    ("nan.wav", wav_bytes(np.full(4000, np.nan, np.float32), 16000, "FLOAT"), 422, "NaN"),
-    ("rate.wav", wav_bytes(np.zeros(1000, np.float32), 100), 422, "implausible sample rate 100 Hz"),
-])
+@pytest.mark.parametrize(
+    "name, data, status, reason",
+    [
+        ("junk.wav", b"this is not audio at all " * 40, 422, "not audio that soundfile can read"),
+        ("notes.txt", b"a text file, not speech\n", 422, "not audio that soundfile can read"),
+        ("empty.wav", b"", 400, "empty upload"),
+        ("big.wav", b"\0" * (2**20 + 1), 413, "upload too large: the limit is 1 MiB"),
+        (
+            "long.wav",
+            wav_bytes(np.zeros(8000 * 45, np.float32), 8000, "PCM_U8"),
+            413,
+            "45.0 s of audio; the limit is 40 s",
+        ),
+        ("short.wav", wav_bytes(np.zeros(100, np.float32), 16000), 422, "too short"),
+        ("silent.wav", wav_bytes(np.zeros((0, 1), np.float32), 16000), 422, "too short"),
+        ("nan.wav", wav_bytes(np.full(4000, np.nan, np.float32), 16000, "FLOAT"), 422, "NaN"),
+        ("rate.wav", wav_bytes(np.zeros(1000, np.float32), 100), 422, "implausible sample rate 100 Hz"),
+    ],
+)
 def test_a_bad_upload_is_a_4xx_with_a_reason_and_the_server_goes_on(url, clips, name, data, status, reason):
     response = post(url, name, data)
     assert response.status_code == status
@@ -174,8 +186,11 @@ def test_a_bad_upload_is_a_4xx_with_a_reason_and_the_server_goes_on(url, clips, 
 
 def test_requests_that_are_not_an_upload_are_4xx(url, clips):
     assert httpx.post(f"{url}/predict", data={"other": "1"}).status_code == 422  # no file field
-    for body, content_type in [(b"--x\r\nbroken", "multipart/form-data; boundary=x"),
-                               (b"garbage", "multipart/form-data; boundary=x"), (b"RIFF", "audio/wav")]:
+    for body, content_type in [
+        (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+        (b"garbage", "multipart/form-data; boundary=x"),
+        (b"RIFF", "audio/wav"),
+    ]:
         response = httpx.post(f"{url}/predict", content=body, headers={"content-type": content_type})
         assert 400 <= response.status_code < 500 and response.json()["detail"]
 
@@ -184,7 +199,9 @@ def test_requests_that_are_not_an_upload_are_4xx(url, clips):
         yield from (b"\0" * 2**16 for _ in range(20))
         yield b"\r\n--b--\r\n"
 
-    streamed = httpx.post(f"{url}/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    streamed = httpx.post(
+        f"{url}/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"}
+    )
     assert streamed.status_code == 413 and "limit" in streamed.json()["detail"]
     assert post(url, "a.wav", clips["a.wav"].read_bytes()).status_code == 200
 
@@ -286,17 +303,20 @@ def test_every_serve_option_is_explained():
         assert action.help, f"serve {action.option_strings or action.dest} has no help"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "/no/such/model"], "/no/such/model: no such model directory"),
-    (["--model", "m", "--port", "70000"], "port 70000 is outside 0-65535"),
-    (["--model", "m", "--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid"),
-    (["--model", "m", "--port", "-1"], "--port: must be >= 0"),
-    (["--model", "m", "--batch-size", "0"], "--batch-size: must be >= 1"),
-    (["--model", "m", "--max-upload-mb", "0"], "--max-upload-mb: must be > 0"),
-    (["--model", "m", "--batch-wait-ms", "-5"], "--batch-wait-ms: must be >= 0"),
-    (["--model", "m", "--batch-wait-ms", "inf"], "--batch-wait-ms: must be finite, got inf"),
-    (["--model", "m", "--max-upload-mb", "nan"], "--max-upload-mb: must be finite, got nan"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "/no/such/model"], "/no/such/model: no such model directory"),
+        (["--model", "m", "--port", "70000"], "port 70000 is outside 0-65535"),
+        (["--model", "m", "--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid"),
+        (["--model", "m", "--port", "-1"], "--port: must be >= 0"),
+        (["--model", "m", "--batch-size", "0"], "--batch-size: must be >= 1"),
+        (["--model", "m", "--max-upload-mb", "0"], "--max-upload-mb: must be > 0"),
+        (["--model", "m", "--batch-wait-ms", "-5"], "--batch-wait-ms: must be >= 0"),
+        (["--model", "m", "--batch-wait-ms", "inf"], "--batch-wait-ms: must be finite, got inf"),
+        (["--model", "m", "--max-upload-mb", "nan"], "--max-upload-mb: must be finite, got nan"),
+    ],
+)
 def test_serve_mistakes_are_one_line_and_exit_2(args, message, capsys):
     try:
         code = main(["serve", *args])
@@ -307,9 +327,18 @@ def test_serve_mistakes_are_one_line_and_exit_2(args, message, capsys):
     assert message in error and len(error.splitlines()) == 1
 
 
-@pytest.mark.parametrize("changes", [{"batch_size": 0}, {"max_pending": 0}, {"batch_wait": -1.0},
-                                     {"max_upload_mb": 0.0}, {"max_seconds": -1.0}, {"batch_wait": math.inf},
-                                     {"max_upload_mb": math.nan}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"batch_size": 0},
+        {"max_pending": 0},
+        {"batch_wait": -1.0},
+        {"max_upload_mb": 0.0},
+        {"max_seconds": -1.0},
+        {"batch_wait": math.inf},
+        {"max_upload_mb": math.nan},
+    ],
+)
 def test_settings_no_service_can_use_are_refused(changes):
     with pytest.raises(InputError, match="need"):
         Settings(**changes)
@@ -337,10 +366,17 @@ def test_serve_without_the_extra_says_how_to_install_it(monkeypatch, capsys, pac
 def test_emosphere_serve_answers_until_interrupted(model, clips, tmp_path, options, batching):
     """On a CPU, --batching auto (the default) runs each request alone; on asks for batching."""
     model_dir = model.save_pretrained(tmp_path / "model")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen([sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir),
-                                "--port", "0", *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir), "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = process.stdout.readline()
         address = re.search(r"http://127\.0\.0\.1:\d+", line)
@@ -374,8 +410,16 @@ def browser():
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-dev-shm-usage", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-dev-shm-usage",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+            ],
+        )
         yield browser
         browser.close()
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emosphere.sphere import (OCTANT_NAMES, RegionSet, centre, from_spherical, from_unit, to_spherical, to_unit)
+from emosphere.sphere import OCTANT_NAMES, RegionSet, centre, from_spherical, from_unit, to_spherical, to_unit
 
 
 def test_scales_round_trip_and_clip():
@@ -11,13 +11,26 @@ def test_scales_round_trip_and_clip():
     assert from_unit(np.array([-0.2, 0.5, 1.3])).tolist() == [1.0, 4.0, 7.0]
 
 
-@pytest.mark.parametrize("avd, octant", [
-    ((5, 5, 5), "I"), ((3, 5, 5), "II"), ((3, 3, 5), "III"), ((5, 3, 5), "IV"),
-    ((5, 5, 3), "V"), ((3, 5, 3), "VI"), ((3, 3, 3), "VII"), ((5, 3, 3), "VIII"),
-    ((4, 4, 4), "I"),            # the midpoint counts as '+' on every axis
-    ((4.0, 3.9, 4.0), "IV"),     # 4.0 is '+', just below is '-'
-    ((7, 7, 7), "I"), ((1, 1, 1), "VII"), ((1, 7, 1), "VI"), ((7, 1, 7), "IV"), ((1, 4, 7), "II"),
-])
+@pytest.mark.parametrize(
+    "avd, octant",
+    [
+        ((5, 5, 5), "I"),
+        ((3, 5, 5), "II"),
+        ((3, 3, 5), "III"),
+        ((5, 3, 5), "IV"),
+        ((5, 5, 3), "V"),
+        ((3, 5, 3), "VI"),
+        ((3, 3, 3), "VII"),
+        ((5, 3, 3), "VIII"),
+        ((4, 4, 4), "I"),  # the midpoint counts as '+' on every axis
+        ((4.0, 3.9, 4.0), "IV"),  # 4.0 is '+', just below is '-'
+        ((7, 7, 7), "I"),
+        ((1, 1, 1), "VII"),
+        ((1, 7, 1), "VI"),
+        ((7, 1, 7), "IV"),
+        ((1, 4, 7), "II"),
+    ],
+)
 def test_octant_sign_rule(avd, octant):
     regions = RegionSet("octant")
     assert OCTANT_NAMES[int(regions.assign(np.array([avd], dtype=float))[0])] == octant
@@ -42,8 +55,9 @@ def test_spherical_conventions():
     np.testing.assert_array_equal(to_spherical(np.zeros(3)), [0, 0, 0])
 
 
-@pytest.mark.parametrize("name, classes", [("octant", 8), ("sphere90", 9), ("sphere60", 19),
-                                           ("sphere45", 33), ("sphere30", 73)])
+@pytest.mark.parametrize(
+    "name, classes", [("octant", 8), ("sphere90", 9), ("sphere60", 19), ("sphere45", 33), ("sphere30", 73)]
+)
 def test_region_set_sizes(name, classes):
     regions = RegionSet(name)
     assert regions.num_classes == classes == len(set(regions.class_names))
@@ -57,10 +71,10 @@ def test_grid_boundaries_and_origin():
     names = np.asarray(grid.class_names)
     # origin class for the exact midpoint; angles of other points pick half-open bins
     assert names[grid.assign(np.array([4.0, 4.0, 4.0]))] == "origin"
-    assert names[grid.assign(np.array([5.0, 5.0, 4.0]))] == "theta000-090_phi000-090"   # phi = 0
-    assert names[grid.assign(np.array([4.0, 5.0, 5.0]))] == "theta000-090_phi090-180"   # phi = 90
-    assert names[grid.assign(np.array([4.0, 1.0, 4.0]))] == "theta090-180_phi000-090"   # theta = 180 -> last bin
-    assert names[grid.assign(np.array([3.0, 4.0, 3.0]))] == "theta090-180_phi180-270"   # theta = 90 -> second bin
+    assert names[grid.assign(np.array([5.0, 5.0, 4.0]))] == "theta000-090_phi000-090"  # phi = 0
+    assert names[grid.assign(np.array([4.0, 5.0, 5.0]))] == "theta000-090_phi090-180"  # phi = 90
+    assert names[grid.assign(np.array([4.0, 1.0, 4.0]))] == "theta090-180_phi000-090"  # theta = 180 -> last bin
+    assert names[grid.assign(np.array([3.0, 4.0, 3.0]))] == "theta090-180_phi180-270"  # theta = 90 -> second bin
     near = RegionSet("sphere60", origin_radius=0.1)
     assert near.assign(np.array([4.2, 4.0, 4.0])) == 0
     assert near.assign(np.array([4.4, 4.0, 4.0])) != 0
@@ -104,8 +118,16 @@ ON_SCALE = st.floats(1.0, 7.0, allow_nan=False)
 CENTRED = st.floats(-1.0, 1.0, allow_nan=False)
 REGION_SETS = [RegionSet("octant")] + [RegionSet(f"sphere{d}", r) for d in GRID_DELTAS for r in (0.0, 0.3)]
 # The octants in class order, as the module docstring gives them: signs of (A, V, D), '+' for >= 0.
-OCTANT_SIGNS = {"I": "+++", "II": "-++", "III": "--+", "IV": "+-+", "V": "++-", "VI": "-+-", "VII": "---",
-                "VIII": "+--"}
+OCTANT_SIGNS = {
+    "I": "+++",
+    "II": "-++",
+    "III": "--+",
+    "IV": "+-+",
+    "V": "++-",
+    "VI": "-+-",
+    "VII": "---",
+    "VIII": "+--",
+}
 
 
 @PROPERTIES

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import TINY_WAVLM, train_args, write_corpus
 
 import emosphere
-from conftest import TINY_WAVLM, train_args, write_corpus
 from emosphere.cli import main
 from emosphere.config import ConfigError, RunConfig
 from emosphere.labels import Corpus, prepare_labels
@@ -56,8 +56,10 @@ def test_model_selection_uses_the_values_evaluate_reports(run):
 
 
 def test_evaluate_writes_metrics_and_challenge_predictions(run, corpus, tmp_path, capsys):
-    assert main(["evaluate", "--model", str(run / "model"), "--split", "Test1", "--output-dir", str(tmp_path),
-                 "--quiet"]) == 0
+    assert (
+        main(["evaluate", "--model", str(run / "model"), "--split", "Test1", "--output-dir", str(tmp_path), "--quiet"])
+        == 0
+    )
     assert "CCC arousal" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["split"] == "Test1" and metrics["n"] > 0
@@ -82,8 +84,10 @@ def test_resume_continues_from_the_last_checkpoint(run, corpus, tmp_path):
 
 
 def test_no_auxiliary_task_trains_without_a_region_head(corpus, tmp_path):
-    assert main(train_args(corpus, tmp_path, "trainer.max_epochs=1", "objective.aux_schedule=none",
-                           "model.pooling=mean")) == 0
+    assert (
+        main(train_args(corpus, tmp_path, "trainer.max_epochs=1", "objective.aux_schedule=none", "model.pooling=mean"))
+        == 0
+    )
     assert EmoSphereSER.from_pretrained(tmp_path / "model").region_head is None
     metrics = json.loads((tmp_path / "eval_Development" / "metrics.json").read_text())
     assert metrics["region"]["source"] == "regression"
@@ -92,9 +96,14 @@ def test_no_auxiliary_task_trains_without_a_region_head(corpus, tmp_path):
 # Multi-process training and exact resume: runs of the CLI in their own processes. A loading worker
 # leaves the trainer one thread: two OpenMP threads on two busy cores are several times slower.
 
-DETERMINISTIC = ["model.pooling_dropout=0.0", "model.encoder.config=" + yaml.safe_dump(
-    {**TINY_WAVLM, "hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0},
-    default_flow_style=True).strip()]
+DETERMINISTIC = [
+    "model.pooling_dropout=0.0",
+    "model.encoder.config="
+    + yaml.safe_dump(
+        {**TINY_WAVLM, "hidden_dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0},
+        default_flow_style=True,
+    ).strip(),
+]
 
 
 def cli(args: list[str]) -> list[str]:
@@ -104,8 +113,11 @@ def cli(args: list[str]) -> list[str]:
 def cli_env() -> dict:
     """The environment of a CLI subprocess: this checkout's sources first, no model hub."""
     source = str(Path(emosphere.__file__).parents[1])
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")]),
-            "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def dev_metrics(run: Path) -> pd.DataFrame:
@@ -119,17 +131,22 @@ def test_two_process_ddp_matches_one_process_accumulating_the_same_global_batch(
     # 32 training rows in batches of 4: 8 micro-batches, so that no process repeats a batch to even
     # out the shares. Rank r takes micro-batch r of each pair that one process accumulates.
     common = ["trainer.max_epochs=2", "data.batch_size=4", "data.num_workers=1", *DETERMINISTIC]
-    ddp_run = subprocess.run(cli(train_args(corpus, tmp_path / "ddp", *common, "trainer.devices=2",
-                                            "trainer.strategy=ddp")),
-                             env=cli_env(), timeout=300, capture_output=True, text=True)
+    ddp_run = subprocess.run(  # noqa: PLW1510 - the return code is asserted
+        cli(train_args(corpus, tmp_path / "ddp", *common, "trainer.devices=2", "trainer.strategy=ddp")),
+        env=cli_env(),
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
     assert ddp_run.returncode == 0, ddp_run.stderr[-3000:]
     assert main(train_args(corpus, tmp_path / "one", *common, "optim.accumulate_grad_batches=2")) == 0
     ddp, one = dev_metrics(tmp_path / "ddp"), dev_metrics(tmp_path / "one")
     assert list(ddp.index) == list(one.index) == [0, 1]
     pd.testing.assert_frame_equal(ddp, one, atol=1e-4, rtol=0)
     # The whole development split, gathered from both processes, in the final evaluation too.
-    ddp_eval, one_eval = (json.loads((tmp_path / run / "eval_Development" / "metrics.json").read_text())
-                          for run in ("ddp", "one"))
+    ddp_eval, one_eval = (
+        json.loads((tmp_path / run / "eval_Development" / "metrics.json").read_text()) for run in ("ddp", "one")
+    )
     assert ddp_eval["n"] == one_eval["n"]
     assert ddp_eval["ccc"] == pytest.approx(one_eval["ccc"], abs=1e-4)
 
@@ -162,14 +179,25 @@ def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path):
     # Killed in the second of three epochs: the resumed run must pass a development pass and an epoch's
     # start in step with the uninterrupted one.
     encoder = {**TINY_WAVLM, "mask_time_prob": 0.3, "mask_time_length": 2}
-    args = ["trainer.max_epochs=3", "data.batch_size=4", "optim.accumulate_grad_batches=2",
-            "trainer.checkpoint_every_n_steps=2", "model.head_dropout=0.2", "data.num_workers=1", "--no-eval",
-            "model.encoder.config=" + yaml.safe_dump(encoder, default_flow_style=True).strip()]
+    args = [
+        "trainer.max_epochs=3",
+        "data.batch_size=4",
+        "optim.accumulate_grad_batches=2",
+        "trainer.checkpoint_every_n_steps=2",
+        "model.head_dropout=0.2",
+        "data.num_workers=1",
+        "--no-eval",
+        "model.encoder.config=" + yaml.safe_dump(encoder, default_flow_style=True).strip(),
+    ]
     assert main(train_args(corpus, tmp_path / "whole", *args)) == 0
 
     run = tmp_path / "killed"
-    code, _ = signal_once_checkpointed(train_args(corpus, run, *args), run, signal.SIGKILL,  # no time to save
-                                       until=lambda position: position["epoch"] == 1 and position["batches"])
+    code, _ = signal_once_checkpointed(
+        train_args(corpus, run, *args),
+        run,
+        signal.SIGKILL,  # no time to save
+        until=lambda position: position["epoch"] == 1 and position["batches"],
+    )
     assert code == -signal.SIGKILL, "the run ended before it was killed"
     position = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["EmoSphereData"]
     assert position["epoch"] == 1 and 0 < position["batches"] < 13, position  # stopped mid-epoch
@@ -187,8 +215,7 @@ def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path):
 
 def test_sigterm_stops_training_with_a_failing_exit_code(corpus, tmp_path):
     run = tmp_path / "run"
-    args = train_args(corpus, run, "trainer.max_epochs=100", "trainer.checkpoint_every_n_steps=1",
-                      "data.num_workers=1")
+    args = train_args(corpus, run, "trainer.max_epochs=100", "trainer.checkpoint_every_n_steps=1", "data.num_workers=1")
     code, log = signal_once_checkpointed(args, run, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM  # what a scheduler expects of a preempted job, not 0
     assert "stopped by SIGTERM" in log and "--resume" in log
@@ -235,6 +262,8 @@ def test_a_mid_epoch_checkpoint_resumes_only_with_the_same_batch_order(corpus):
         datamodule.load_state_dict({**saved, "epoch": 3, "batches": 5, "data.batch_size": 8})
     datamodule.load_state_dict({**saved, "epoch": 3, "batches": 5})
     assert datamodule.position == {"epoch": 3, "batches": 5}
+
+
 def test_tensorboard_gets_every_curve_of_the_csv_log(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -246,28 +275,40 @@ def test_tensorboard_gets_every_curve_of_the_csv_log(run):
 def test_micro_batches_give_the_gradient_of_the_accumulated_plain_batches():
     import numpy as np
     import torch
-
     from conftest import tiny_model_config
+
     from emosphere import data
     from emosphere.audio import AudioStats
     from emosphere.config import OptimConfig, RunConfig, TrainerConfig
     from emosphere.train import EmoSphereTask
 
     rng = np.random.default_rng(0)
-    items = [{"waveform": (0.1 * rng.standard_normal(n)).astype(np.float32), "index": i,
-              "avd": rng.uniform(size=3).astype(np.float32), "region": i % 8}
-             for i, n in enumerate([9000, 3000, 16000, 5000, 12000, 2000, 7000])]
+    items = [
+        {
+            "waveform": (0.1 * rng.standard_normal(n)).astype(np.float32),
+            "index": i,
+            "avd": rng.uniform(size=3).astype(np.float32),
+            "region": i % 8,
+        }
+        for i, n in enumerate([9000, 3000, 16000, 5000, 12000, 2000, 7000])
+    ]
     batches = [items[:4], items[4:]]  # the second one short, as at the end of an epoch
     config = tiny_model_config(pooling_dropout=0.0, head_dropout=0.0)
-    config.encoder.config = {**TINY_WAVLM, "hidden_dropout": 0.0, "attention_dropout": 0.0,
-                             "activation_dropout": 0.0, "feat_proj_dropout": 0.0}
+    config.encoder.config = {
+        **TINY_WAVLM,
+        "hidden_dropout": 0.0,
+        "attention_dropout": 0.0,
+        "activation_dropout": 0.0,
+        "feat_proj_dropout": 0.0,
+    }
     torch.manual_seed(0)
     model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).train()
     weights = np.linspace(0.5, 2.0, 8)
 
     def gradients(micro_batches, loaded):
-        run = RunConfig(optim=OptimConfig(accumulate_grad_batches=2),
-                        trainer=TrainerConfig(micro_batches_per_step=micro_batches))
+        run = RunConfig(
+            optim=OptimConfig(accumulate_grad_batches=2), trainer=TrainerConfig(micro_batches_per_step=micro_batches)
+        )
         task = EmoSphereTask(model, run, weights, dev_rows=pd.DataFrame({"path": []}))
         model.zero_grad()
         for batch in loaded:  # what Lightning does: each step's loss / its accumulate_grad_batches
@@ -285,8 +326,20 @@ def test_micro_batches_give_the_gradient_of_the_accumulated_plain_batches():
 
 
 def test_micro_batches_and_bf16_train_through_the_cli(corpus, tmp_path):
-    assert main(train_args(corpus, tmp_path, "trainer.max_epochs=1", "--no-eval", "trainer.precision=bf16-mixed",
-                           "optim.accumulate_grad_batches=2", "trainer.micro_batches_per_step=2")) == 0
+    assert (
+        main(
+            train_args(
+                corpus,
+                tmp_path,
+                "trainer.max_epochs=1",
+                "--no-eval",
+                "trainer.precision=bf16-mixed",
+                "optim.accumulate_grad_batches=2",
+                "trainer.micro_batches_per_step=2",
+            )
+        )
+        == 0
+    )
     logs = pd.read_csv(tmp_path / "logs" / "version_0" / "metrics.csv")
     steps = logs.dropna(subset=["train/loss"])
     train_rows = int((pd.read_csv(tmp_path / "labels.csv")["Split_Set"] == "Train").sum())

@@ -101,14 +101,17 @@ def load_set(path: str | os.PathLike) -> AblationSet:
         raise ConfigError(f"{path}: seeds must be a list of integers, got {seeds!r}")
     return AblationSet(
         base=(path.parent / values["base"]).resolve(),
-        output_dir=Path(values["output_dir"]), split=str(values.get("split", "Test1")), seeds=seeds,
+        output_dir=Path(values["output_dir"]),
+        split=str(values.get("split", "Test1")),
+        seeds=seeds,
         overrides=_strings(values.get("overrides"), f"{path}: overrides"),
         variants={str(k): _strings(v, f"{path}: variants.{k}") for k, v in variants.items()},
     )
 
 
-def plan(aset: AblationSet, overrides: list[str] | None = None, only: list[str] | None = None,
-         seeds: list[int] | None = None) -> list[Variant]:
+def plan(
+    aset: AblationSet, overrides: list[str] | None = None, only: list[str] | None = None, seeds: list[int] | None = None
+) -> list[Variant]:
     """Every (variant, seed) to run (``seeds`` default: the set's), its config loaded and checked now
     (a typo fails before any training). ``overrides`` (e.g. ``data.corpus=...``) apply to every
     variant, after the set's."""
@@ -120,8 +123,13 @@ def plan(aset: AblationSet, overrides: list[str] | None = None, only: list[str] 
     for name in [n for n in names if not only or n in only]:
         for seed in seeds or aset.seeds:
             run_dir = aset.output_dir / f"{name}_seed{seed}"
-            values = [*aset.overrides, *aset.variants[name], *(overrides or []),
-                      f"output_dir={run_dir}", f"trainer.seed={seed}"]
+            values = [
+                *aset.overrides,
+                *aset.variants[name],
+                *(overrides or []),
+                f"output_dir={run_dir}",
+                f"trainer.seed={seed}",
+            ]
             try:
                 config = load_config(aset.base, values)
             except ConfigError as error:
@@ -145,8 +153,11 @@ def check_data(variants: list[Variant]) -> None:
 def table_plan(aset: AblationSet, overrides: list[str] | None = None) -> list[Variant]:
     """What the table covers: every variant with the set's seeds, plus any other seed that has a run
     directory (extra seeds run with ``--seeds`` for some variants)."""
-    found = {int(p.name.rsplit("_seed", 1)[1]) for p in aset.output_dir.glob("*_seed*")
-             if p.name.rsplit("_seed", 1)[1].isdigit()}
+    found = {
+        int(p.name.rsplit("_seed", 1)[1])
+        for p in aset.output_dir.glob("*_seed*")
+        if p.name.rsplit("_seed", 1)[1].isdigit()
+    }
     variants = plan(aset, overrides, seeds=sorted(set(aset.seeds) | found))
     return [v for v in variants if v.seed in aset.seeds or v.run_dir.is_dir()]
 
@@ -173,8 +184,13 @@ def run_variant(variant: Variant, split: str, device: str | None = None) -> None
     resumed = not trained and (run_dir / "checkpoints" / "last.ckpt").is_file()
     start = time.monotonic()
     if not trained:
-        log.info("ablation %s (seed %d): %s training in %s", variant.name, variant.seed,
-                 "resuming" if resumed else "starting", run_dir)
+        log.info(
+            "ablation %s (seed %d): %s training in %s",
+            variant.name,
+            variant.seed,
+            "resuming" if resumed else "starting",
+            run_dir,
+        )
         train(variant.config, resume=resumed)
     seconds = time.monotonic() - start
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -187,8 +203,9 @@ def _record(variant: Variant, **values: Any) -> None:
     write_text_atomic(variant.run_dir / STATE_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def run_set(aset: AblationSet, variants: list[Variant], overrides: list[str] | None = None,
-            device: str | None = None) -> list[tuple[Variant, str]]:
+def run_set(
+    aset: AblationSet, variants: list[Variant], overrides: list[str] | None = None, device: str | None = None
+) -> list[tuple[Variant, str]]:
     """Run every variant not done yet, one after another (``device``: see :func:`run_variant`); a
     failing variant is logged and the others still run. Rewrites the tables (:func:`table_plan`)
     after each variant. Returns the failures."""
@@ -220,27 +237,50 @@ def collect(aset: AblationSet, variants: list[Variant]) -> pd.DataFrame:
     rows = []
     for variant in variants:
         config = variant.config
-        row: dict[str, Any] = {"variant": variant.name, "seed": variant.seed,
-                               "overrides": " ".join(variant.overrides) or "(base)",
-                               "regions": config.model.regions if config.objective.aux_schedule != "none" else "none",
-                               "aux_schedule": config.objective.aux_schedule, "pooling": config.model.pooling}
+        row: dict[str, Any] = {
+            "variant": variant.name,
+            "seed": variant.seed,
+            "overrides": " ".join(variant.overrides) or "(base)",
+            "regions": config.model.regions if config.objective.aux_schedule != "none" else "none",
+            "aux_schedule": config.objective.aux_schedule,
+            "pooling": config.model.pooling,
+        }
         record = state(variant)
         if not is_done(variant, aset.split):
-            rows.append({**row, "status": "failed" if record.get("status") == "failed" else "not run",
-                         "error": record.get("error", "")})
+            rows.append(
+                {
+                    **row,
+                    "status": "failed" if record.get("status") == "failed" else "not run",
+                    "error": record.get("error", ""),
+                }
+            )
             continue
         metrics, predictions = rundir.evaluation(variant.run_dir, aset.split)
         epochs = rundir.epoch_metrics(rundir.metric_log(variant.run_dir))
         dev = epochs["dev/ccc_mean"].dropna() if "dev/ccc_mean" in epochs else pd.Series(dtype=float)
         row.update({f"ccc_{k}": metrics["ccc"][k] for k in (*DIMENSIONS, "mean")})
-        row.update({"dev_ccc_mean_best": dev.max() if len(dev) else np.nan,
-                    "best_epoch": int(dev.idxmax()) if len(dev) else -1, "epochs": len(dev)})
+        row.update(
+            {
+                "dev_ccc_mean_best": dev.max() if len(dev) else np.nan,
+                "best_epoch": int(dev.idxmax()) if len(dev) else -1,
+                "epochs": len(dev),
+            }
+        )
         region = metrics["region"]
-        row.update({"region_set": region["region_set"], "region_source": region["source"],
-                    "region_accuracy": region["accuracy"], "region_macro_f1": region["macro_f1"],
-                    "region_uar": region["uar"], "octant_accuracy_from_values": _octant_accuracy(predictions),
-                    "train_minutes": record["train_seconds"] / 60 if record["train_seconds"] else np.nan,
-                    "resumed": record["resumed"], "n": metrics["n"], "status": "done"})
+        row.update(
+            {
+                "region_set": region["region_set"],
+                "region_source": region["source"],
+                "region_accuracy": region["accuracy"],
+                "region_macro_f1": region["macro_f1"],
+                "region_uar": region["uar"],
+                "octant_accuracy_from_values": _octant_accuracy(predictions),
+                "train_minutes": record["train_seconds"] / 60 if record["train_seconds"] else np.nan,
+                "resumed": record["resumed"],
+                "n": metrics["n"],
+                "status": "done",
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -257,10 +297,21 @@ def _cell(values: pd.Series, digits: int = 3) -> str:
 def markdown(table: pd.DataFrame, split: str) -> str:
     """Per variant (mean ± sd over seeds when there are several): what it changes, CCC on ``split``,
     the change of mean CCC from the first variant, region metrics and time."""
-    head = ["variant", "changes", "regions", "aux weight", "pooling", "seeds",
-            *(f"CCC {name}" + (f" ({split})" if name == DIMENSIONS[0] else "") for name in DIMENSIONS),
-            "CCC mean", "Δ mean", "dev CCC mean (best epoch)",
-            "region acc / macro-F1 (source)", "octant acc from values", "train min"]
+    head = [
+        "variant",
+        "changes",
+        "regions",
+        "aux weight",
+        "pooling",
+        "seeds",
+        *(f"CCC {name}" + (f" ({split})" if name == DIMENSIONS[0] else "") for name in DIMENSIONS),
+        "CCC mean",
+        "Δ mean",
+        "dev CCC mean (best epoch)",
+        "region acc / macro-F1 (source)",
+        "octant acc from values",
+        "train min",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     done = table[table["status"] == "done"] if "status" in table else table.iloc[0:0]
     reference = done[done["variant"] == table["variant"].iloc[0]]["ccc_mean"].mean() if len(done) else np.nan
@@ -268,24 +319,61 @@ def markdown(table: pd.DataFrame, split: str) -> str:
         first = group.iloc[0]
         finished = group[group["status"] == "done"]
         if finished.empty:
-            lines.append("| " + " | ".join([name, first["overrides"], first["regions"], first["aux_schedule"],
-                                            first["pooling"], "0", first["status"]] + ["-"] * 8) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        name,
+                        first["overrides"],
+                        first["regions"],
+                        first["aux_schedule"],
+                        first["pooling"],
+                        "0",
+                        first["status"],
+                    ]
+                    + ["-"] * 8
+                )
+                + " |"
+            )
             continue
         delta = finished["ccc_mean"].mean() - reference
         epochs = ", ".join(str(int(e)) for e in finished["best_epoch"])
-        region = (f"{_cell(finished['region_accuracy'])} / {_cell(finished['region_macro_f1'])} "
-                  f"({first['region_set']}, {finished['region_source'].iloc[0]})")
+        region = (
+            f"{_cell(finished['region_accuracy'])} / {_cell(finished['region_macro_f1'])} "
+            f"({first['region_set']}, {finished['region_source'].iloc[0]})"
+        )
         minutes = _cell(finished["train_minutes"], 1) + ("*" if finished["resumed"].any() else "")
-        lines.append("| " + " | ".join([
-            name, first["overrides"], first["regions"], first["aux_schedule"], first["pooling"], str(len(finished)),
-            _cell(finished["ccc_arousal"]), _cell(finished["ccc_valence"]), _cell(finished["ccc_dominance"]),
-            _cell(finished["ccc_mean"]), f"{delta:+.3f}", f"{_cell(finished['dev_ccc_mean_best'])} ({epochs})",
-            region, _cell(finished["octant_accuracy_from_values"]), minutes]) + " |")
-    notes = ["", f"CCC on the 1-7 scale over the whole {split} split; Δ mean: change of the mean CCC from the "
-             "first row. Region metrics use each variant's own region set (sphereN grids have more classes, so "
-             "their accuracy is not comparable with octants); without a region head they come from the "
-             "predicted values. Octant accuracy from values: the octant of the predicted A/V/D point against "
-             "the true one, comparable across variants."]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    first["overrides"],
+                    first["regions"],
+                    first["aux_schedule"],
+                    first["pooling"],
+                    str(len(finished)),
+                    _cell(finished["ccc_arousal"]),
+                    _cell(finished["ccc_valence"]),
+                    _cell(finished["ccc_dominance"]),
+                    _cell(finished["ccc_mean"]),
+                    f"{delta:+.3f}",
+                    f"{_cell(finished['dev_ccc_mean_best'])} ({epochs})",
+                    region,
+                    _cell(finished["octant_accuracy_from_values"]),
+                    minutes,
+                ]
+            )
+            + " |"
+        )
+    notes = [
+        "",
+        f"CCC on the 1-7 scale over the whole {split} split; Δ mean: change of the mean CCC from the "
+        "first row. Region metrics use each variant's own region set (sphereN grids have more classes, so "
+        "their accuracy is not comparable with octants); without a region head they come from the "
+        "predicted values. Octant accuracy from values: the octant of the predicted A/V/D point against "
+        "the true one, comparable across variants.",
+    ]
     if "resumed" in done and done["resumed"].any():
         notes.append("* resumed: the time covers the last segment of training only.")
     return "\n".join(lines + notes) + "\n"

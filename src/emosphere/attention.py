@@ -42,8 +42,14 @@ from .config import Attention
 class FusedWavLMAttention(WavLMAttention):
     """``WavLMAttention`` computed with ``scaled_dot_product_attention``; see the module docstring."""
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_bias: torch.Tensor | None = None, index: int = 0, **kwargs) -> tuple:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_bias: torch.Tensor | None = None,
+        index: int = 0,
+        **kwargs,
+    ) -> tuple:
         batch, frames, dim = hidden_states.shape
         if position_bias is None:
             position_bias = self.compute_bias(frames, frames)  # (heads, frames, frames)
@@ -65,11 +71,14 @@ class FusedWavLMAttention(WavLMAttention):
             bias = bias.masked_fill(attention_mask.ne(1)[:, None, None, :], float("-inf"))
         if self.training and self.dropout > 0 and q.device.type != "cuda":
             # Off CUDA, SDPA has no kernel with dropout, and its fallback is slower than this.
-            scores = torch.baddbmm(bias.flatten(0, 1), (q * self.scaling).flatten(0, 1), k.flatten(0, 1).transpose(1, 2))
+            scores = torch.baddbmm(
+                bias.flatten(0, 1), (q * self.scaling).flatten(0, 1), k.flatten(0, 1).transpose(1, 2)
+            )
             out = F.dropout(torch.softmax(scores, dim=-1), self.dropout).view_as(bias) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
-                                                 dropout_p=self.dropout if self.training else 0.0)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
+            )
         # A copy, not .contiguous(): SDPA's output layout differs between kernels, and torch.export
         # records a view that its decomposition for ONNX cannot replay.
         out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).view(batch, frames, dim)

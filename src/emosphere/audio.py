@@ -83,8 +83,10 @@ def check_length(samples: np.ndarray, min_samples: int) -> np.ndarray:
     """Return ``samples``, or raise :class:`AudioError` if they are fewer than the model's minimum."""
     if len(samples) < min_samples:
         n, per_ms = len(samples), SAMPLE_RATE / 1000
-        raise AudioError(f"too short: {n} samples ({n / per_ms:.1f} ms at 16 kHz); "
-                         f"the model needs at least {min_samples} ({min_samples / per_ms:.1f} ms)")
+        raise AudioError(
+            f"too short: {n} samples ({n / per_ms:.1f} ms at 16 kHz); "
+            f"the model needs at least {min_samples} ({min_samples / per_ms:.1f} ms)"
+        )
     return samples
 
 
@@ -119,13 +121,15 @@ class AudioStats:
         write_text_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "AudioStats":
+    def load(cls, path: str | os.PathLike) -> AudioStats:
         """Statistics saved by :meth:`save`; anything else is an :class:`AudioError` naming ``path``."""
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as error:
-            raise AudioError(f"{path}: not audio statistics written by emosphere ({first_line(error)}); "
-                             "delete it to measure them again") from None
+            raise AudioError(
+                f"{path}: not audio statistics written by emosphere ({first_line(error)}); "
+                "delete it to measure them again"
+            ) from None
 
 
 class StatsAccumulator:
@@ -149,5 +153,4 @@ class StatsAccumulator:
             raise ValueError("no audio to compute normalisation statistics from")
         mean = self.total / self.count
         variance = max(self.total_sq / self.count - mean * mean, 0.0)
-        return AudioStats(mean=mean, std=max(math.sqrt(variance), 1e-8),
-                          num_samples=self.count, num_files=self.files)
+        return AudioStats(mean=mean, std=max(math.sqrt(variance), 1e-8), num_samples=self.count, num_files=self.files)

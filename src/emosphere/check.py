@@ -32,8 +32,20 @@ import pandas as pd
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE
 from .config import ConfigError, EncoderConfig, RunConfig
 from .errors import UserError, first_line
-from .labels import (FILE_NOT_FOUND, HEADER_COLUMNS, LABEL_COLUMNS, Corpus, annotate, counts, problems_table,
-                     read_headers, scan_consensus, summarise_problems, usable_rows, with_audio)
+from .labels import (
+    FILE_NOT_FOUND,
+    HEADER_COLUMNS,
+    LABEL_COLUMNS,
+    Corpus,
+    annotate,
+    counts,
+    problems_table,
+    read_headers,
+    scan_consensus,
+    summarise_problems,
+    usable_rows,
+    with_audio,
+)
 from .sphere import SCALE_MAX, SCALE_MIN, RegionSet
 
 log = logging.getLogger(__name__)
@@ -77,8 +89,10 @@ class CorpusReport:
     def raise_for_errors(self) -> None:
         """Raise :class:`CorpusError` if any problem blocks training."""
         if len(self.errors):
-            raise CorpusError(f"{self.corpus.labels}: {len(self.errors)} problem(s) block training (listed above; "
-                              "`emosphere check ... --problems FILE` writes them all)")
+            raise CorpusError(
+                f"{self.corpus.labels}: {len(self.errors)} problem(s) block training (listed above; "
+                "`emosphere check ... --problems FILE` writes them all)"
+            )
 
     def summary(self) -> str:
         """Hours per split, utterances per region and per class, sample rates and channels."""
@@ -95,8 +109,9 @@ class CorpusReport:
             f"sample rates (Hz): {_tally(table['sample_rate'])}; channels: {_tally(table['channels'])}",
         ]
         if len(labelled):
-            parts.append(f"utterances per region ({self.regions.name}) and split:\n"
-                         + counts(labelled, self.regions).to_string())
+            parts.append(
+                f"utterances per region ({self.regions.name}) and split:\n" + counts(labelled, self.regions).to_string()
+            )
             classes = pd.crosstab(labelled["EmoClass"], labelled["Split_Set"], margins=True, margins_name="total")
             parts.append("utterances per EmoClass and split:\n" + classes.to_string())
         return "\n".join(parts)
@@ -123,9 +138,17 @@ def _unlisted_audio(audio_dir: Path, listed: set[str]) -> list[str]:
     return sorted(found)
 
 
-def check_corpus(corpus: Corpus, regions: RegionSet, *, splits: Sequence[str] | None = None,
-                 keep_other: bool = False, min_samples: int = DEFAULT_MIN_SAMPLES, decode: bool = False,
-                 workers: int = 8, progress: bool = True) -> CorpusReport:
+def check_corpus(
+    corpus: Corpus,
+    regions: RegionSet,
+    *,
+    splits: Sequence[str] | None = None,
+    keep_other: bool = False,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    decode: bool = False,
+    workers: int = 8,
+    progress: bool = True,
+) -> CorpusReport:
     """Check a corpus: the label table, then the audio of the rows a run reads.
 
     With ``splits`` (a training run's), those are the labelled rows of ``splits``
@@ -142,8 +165,15 @@ def check_corpus(corpus: Corpus, regions: RegionSet, *, splits: Sequence[str] | 
     found = [problems]
     known = list(MSP_SPLITS) + [s for s in splits or () if s not in MSP_SPLITS]
     other = table["Split_Set"].notna() & ~table["Split_Set"].isin(known)
-    found.append(problems_table("warning", f"Split_Set not one of {', '.join(known)} (no run reads these rows)",
-                                corpus.labels, table.index[other] + 2, table.loc[other, "Split_Set"].tolist()))
+    found.append(
+        problems_table(
+            "warning",
+            f"Split_Set not one of {', '.join(known)} (no run reads these rows)",
+            corpus.labels,
+            table.index[other] + 2,
+            table.loc[other, "Split_Set"].tolist(),
+        )
+    )
     if splits is None:
         rows = table[table["FileName"].notna()]
     else:
@@ -151,10 +181,18 @@ def check_corpus(corpus: Corpus, regions: RegionSet, *, splits: Sequence[str] | 
         present = sorted(table["Split_Set"].dropna().unique())
         for name in splits:
             if not (rows["Split_Set"] == name).any():
-                found.append(problems_table("error", f"split {name!r} has no usable labelled rows", corpus.labels,
-                                            [], [f"Split_Set values: {', '.join(present)}"]))
-    headers = read_headers([corpus.audio_dir / name for name in rows["FileName"]], decode=decode, workers=workers,
-                           progress=progress)
+                found.append(
+                    problems_table(
+                        "error",
+                        f"split {name!r} has no usable labelled rows",
+                        corpus.labels,
+                        [],
+                        [f"Split_Set values: {', '.join(present)}"],
+                    )
+                )
+    headers = read_headers(
+        [corpus.audio_dir / name for name in rows["FileName"]], decode=decode, workers=workers, progress=progress
+    )
     headers.index = rows.index
     rows = with_audio(rows, corpus.audio_dir, headers)
     rows[headers.columns.drop("duration")] = headers.drop(columns="duration")
@@ -164,17 +202,34 @@ def check_corpus(corpus: Corpus, regions: RegionSet, *, splits: Sequence[str] | 
     short = headers["error"].isna().to_numpy() & (rows["duration"].to_numpy() * SAMPLE_RATE < min_samples)
     rows.loc[short, "error"] = "too short"
     found += [
-        problems_table("error", "listed audio file not found", corpus.labels, lines[missing],
-                       rows.loc[missing, "path"].tolist()),
-        problems_table("error", "audio file unreadable", corpus.labels, lines[unreadable],
-                       [f"{p}: {e}" for p, e in zip(rows.loc[unreadable, "path"], headers.loc[unreadable, "error"])]),
-        problems_table("error", f"audio shorter than the encoder's minimum input ({min_samples} samples at 16 kHz)",
-                       corpus.labels, lines[short],
-                       [f"{p}: {d:.4f} s" for p, d in zip(rows.loc[short, "path"], rows.loc[short, "duration"])]),
+        problems_table(
+            "error", "listed audio file not found", corpus.labels, lines[missing], rows.loc[missing, "path"].tolist()
+        ),
+        problems_table(
+            "error",
+            "audio file unreadable",
+            corpus.labels,
+            lines[unreadable],
+            [f"{p}: {e}" for p, e in zip(rows.loc[unreadable, "path"], headers.loc[unreadable, "error"])],
+        ),
+        problems_table(
+            "error",
+            f"audio shorter than the encoder's minimum input ({min_samples} samples at 16 kHz)",
+            corpus.labels,
+            lines[short],
+            [f"{p}: {d:.4f} s" for p, d in zip(rows.loc[short, "path"], rows.loc[short, "duration"])],
+        ),
     ]
     unlisted = _unlisted_audio(corpus.audio_dir, set(table["FileName"].dropna()))
-    found.append(problems_table("warning", "audio file on disk not in the label table",
-                                [str(corpus.audio_dir / name) for name in unlisted], [], [""] * len(unlisted)))
+    found.append(
+        problems_table(
+            "warning",
+            "audio file on disk not in the label table",
+            [str(corpus.audio_dir / name) for name in unlisted],
+            [],
+            [""] * len(unlisted),
+        )
+    )
     return CorpusReport(corpus, regions, rows, pd.concat(found, ignore_index=True), splits)
 
 
@@ -205,8 +260,10 @@ def encoder_min_samples(encoder: EncoderConfig) -> int:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{key}: cannot get the encoder config of {encoder.name!r} ({first_line(error)})") from error
     if not hasattr(hf_config, "conv_kernel"):
-        raise ConfigError(f"{key}: {encoder.name!r} is a {hf_config.model_type} model, not a wav2vec2-family "
-                          "speech encoder (WavLM, wav2vec2, HuBERT, data2vec-audio)")
+        raise ConfigError(
+            f"{key}: {encoder.name!r} is a {hf_config.model_type} model, not a wav2vec2-family "
+            "speech encoder (WavLM, wav2vec2, HuBERT, data2vec-audio)"
+        )
     from .model import min_input_samples
 
     return min_input_samples(hf_config)
@@ -216,8 +273,10 @@ def check_paths(config: RunConfig, *, resume: bool = False) -> Corpus:
     """The corpus, the output folder and the checkpoint to resume from exist or can be made."""
     data = config.data
     if not data.corpus and not data.labels:
-        raise ConfigError("data.corpus: not set; give the folder with Audios/ and Labels/labels_consensus.csv "
-                          "(e.g. data.corpus=/data/MSP-Podcast)")
+        raise ConfigError(
+            "data.corpus: not set; give the folder with Audios/ and Labels/labels_consensus.csv "
+            "(e.g. data.corpus=/data/MSP-Podcast)"
+        )
     if data.corpus and not Path(data.corpus).is_dir():
         raise ConfigError(f"data.corpus: {data.corpus}: no such folder")
     corpus = Corpus.at(data.corpus or ".", data.labels, data.audio_dir)
@@ -245,8 +304,7 @@ def check_strategy(strategy: str) -> None:
         raise ConfigError(f"trainer.strategy: {strategy!r} is not one of {', '.join(allowed)}")
 
 
-def preflight(config: RunConfig, *, resume: bool = False, decode: bool = False,
-              progress: bool = True) -> CorpusReport:
+def preflight(config: RunConfig, *, resume: bool = False, decode: bool = False, progress: bool = True) -> CorpusReport:
     """Check everything a training run needs before it writes anything: paths, the Lightning
     strategy, the encoder's config (raising :class:`ConfigError`), then the corpus
     (:func:`check_corpus` on the training and development splits; its problems are logged,
@@ -255,9 +313,15 @@ def preflight(config: RunConfig, *, resume: bool = False, decode: bool = False,
     check_strategy(config.trainer.strategy)
     min_samples = encoder_min_samples(config.model.encoder)
     data = config.data
-    report = check_corpus(corpus, RegionSet(config.model.regions, config.model.origin_radius),
-                          splits=(data.train_split, data.dev_split), keep_other=data.keep_other,
-                          min_samples=min_samples, decode=decode, workers=max(8, data.num_workers),
-                          progress=progress and config.trainer.progress)
+    report = check_corpus(
+        corpus,
+        RegionSet(config.model.regions, config.model.origin_radius),
+        splits=(data.train_split, data.dev_split),
+        keep_other=data.keep_other,
+        min_samples=min_samples,
+        decode=decode,
+        workers=max(8, data.num_workers),
+        progress=progress and config.trainer.progress,
+    )
     log_problems(report)
     return report

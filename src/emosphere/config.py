@@ -27,7 +27,6 @@ import yaml
 from .errors import UserError
 from .io import write_text_atomic
 
-
 Pooling = Literal["style", "attentive", "mean"]
 RegionSetName = Literal["octant", "sphere30", "sphere45", "sphere60", "sphere90"]
 AuxSchedule = Literal["linear", "constant", "none"]
@@ -274,22 +273,28 @@ def validate(config: RunConfig) -> RunConfig:
     """Rules between keys that a single key's type cannot state; raises :class:`ConfigError`."""
     data, encoder = config.data, config.model.encoder
     if data.train_split == data.dev_split:
-        raise ConfigError(f"data.dev_split: {data.dev_split!r} is also data.train_split; "
-                          "model selection needs a held-out split")
+        raise ConfigError(
+            f"data.dev_split: {data.dev_split!r} is also data.train_split; model selection needs a held-out split"
+        )
     if encoder.pretrained and not encoder.name:
         raise ConfigError("model.encoder.name: empty; give a hub id (e.g. microsoft/wavlm-large) or a local directory")
     if not encoder.pretrained and "model_type" not in encoder.config:
-        raise ConfigError("model.encoder.config: with model.encoder.pretrained false it must name model_type "
-                          "(e.g. wavlm) to build a random encoder")
+        raise ConfigError(
+            "model.encoder.config: with model.encoder.pretrained false it must name model_type "
+            "(e.g. wavlm) to build a random encoder"
+        )
     if not config.output_dir:
         raise ConfigError("output_dir: empty; give the folder the run is written to")
     if not (config.trainer.devices == "auto" or re.fullmatch(r"-1|\d+|\d+(,\d+)*,?", config.trainer.devices)):
-        raise ConfigError(f"trainer.devices: {config.trainer.devices!r} is not auto, a count (-1: all) "
-                          "or a list of indices such as 0,1")
+        raise ConfigError(
+            f"trainer.devices: {config.trainer.devices!r} is not auto, a count (-1: all) "
+            "or a list of indices such as 0,1"
+        )
     micro, accumulate = config.trainer.micro_batches_per_step, config.optim.accumulate_grad_batches
     if accumulate % micro:
-        raise ConfigError(f"trainer.micro_batches_per_step: {micro} does not divide "
-                          f"optim.accumulate_grad_batches ({accumulate})")
+        raise ConfigError(
+            f"trainer.micro_batches_per_step: {micro} does not divide optim.accumulate_grad_batches ({accumulate})"
+        )
     return config
 
 

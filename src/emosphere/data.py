@@ -45,7 +45,7 @@ class Batch:
     """(batch,) the accumulation micro-batch of each item, when several are loaded as one (see
     :class:`MicroBatchSampler`); each keeps its own per-batch loss."""
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
 
 
@@ -155,8 +155,17 @@ class BucketBatchSampler(Sampler[list[int]]):
     trained on gives the rest of the interrupted epoch.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, *, bucket: bool = True,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0, pool_batches: int = 50) -> None:
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        *,
+        bucket: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        pool_batches: int = 50,
+    ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.bucket = bucket
@@ -208,8 +217,9 @@ class InferenceWindows(IterableDataset):
     ``num_replicas``-th path from ``rank``, shared out again among its loader workers. Files that
     cannot be predicted are skipped with a warning."""
 
-    def __init__(self, paths: list[str], *, batch_size: int, min_samples: int, num_replicas: int = 1,
-                 rank: int = 0) -> None:
+    def __init__(
+        self, paths: list[str], *, batch_size: int, min_samples: int, num_replicas: int = 1, rank: int = 0
+    ) -> None:
         self.paths = paths
         self.batch_size = batch_size
         self.min_samples = min_samples
@@ -220,8 +230,9 @@ class InferenceWindows(IterableDataset):
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
         mine = list(enumerate(self.paths))[self.rank :: self.num_replicas][worker_id::workers]
-        decoded = inference.decode_all(mine, min_samples=self.min_samples, window=inference.WINDOW_SECONDS,
-                                       hop=inference.HOP_SECONDS)
+        decoded = inference.decode_all(
+            mine, min_samples=self.min_samples, window=inference.WINDOW_SECONDS, hop=inference.HOP_SECONDS
+        )
         for pool in inference.pools(decoded, self.batch_size * inference.POOL_BATCHES):
             for failed in (entry for entry in pool if isinstance(entry, inference.Failure)):
                 log.warning("development pass skips %s: %s", failed.name, failed.error)
@@ -230,9 +241,19 @@ class InferenceWindows(IterableDataset):
                 yield {name: torch.from_numpy(value) for name, value in vars(batch).items()}
 
 
-def loader(table: pd.DataFrame, *, batch_size: int, max_seconds: float | None = None,
-           bucket: bool = True, num_workers: int = 0, seed: int = 0, num_replicas: int = 1, rank: int = 0,
-           min_samples: int = 0, micro_batches: int = 1) -> DataLoader:
+def loader(
+    table: pd.DataFrame,
+    *,
+    batch_size: int,
+    max_seconds: float | None = None,
+    bucket: bool = True,
+    num_workers: int = 0,
+    seed: int = 0,
+    num_replicas: int = 1,
+    rank: int = 0,
+    min_samples: int = 0,
+    micro_batches: int = 1,
+) -> DataLoader:
     """A training DataLoader over a prepared table, batched by :class:`BucketBatchSampler`;
     ``micro_batches`` > 1 loads that many batches as one (:class:`MicroBatchSampler`).
 
@@ -242,18 +263,24 @@ def loader(table: pd.DataFrame, *, batch_size: int, max_seconds: float | None = 
     durations = table["duration"].to_numpy(np.float64)
     if max_seconds is not None:
         durations = np.minimum(durations, max_seconds)
-    sampler = BucketBatchSampler(durations, batch_size, bucket=bucket, seed=seed,
-                                 num_replicas=num_replicas, rank=rank)
+    sampler = BucketBatchSampler(durations, batch_size, bucket=bucket, seed=seed, num_replicas=num_replicas, rank=rank)
     dataset, collate_fn = UtteranceDataset(table, max_seconds, min_samples), collate
     if micro_batches > 1:
         sampler, dataset = MicroBatchSampler(sampler, micro_batches), _MicroBatches(dataset)
         collate_fn = collate_micro_batches
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
-                      persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
-def measure_stats(table: pd.DataFrame, *, max_files: int = 0, seed: int = 0, num_workers: int = 0,
-                  progress: bool = True) -> audio.AudioStats:
+def measure_stats(
+    table: pd.DataFrame, *, max_files: int = 0, seed: int = 0, num_workers: int = 0, progress: bool = True
+) -> audio.AudioStats:
     """Global mean and std of the audio samples of ``table`` (whole files), streamed from disk.
 
     ``max_files`` > 0 measures a seeded random subset of that many files.

@@ -42,7 +42,6 @@ import io
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,9 +236,7 @@ def _geo(lo_hi: tuple[float, float], x: float) -> float:
     return lo * (hi / lo) ** x
 
 
-def label_to_prosody(
-    act: float, val: float, dom: float, gender: str = "Male"
-) -> Prosody:
+def label_to_prosody(act: float, val: float, dom: float, gender: str = "Male") -> Prosody:
     """Map an (A, V, D) point on the 1-7 scale to espeak-ng prosody settings.
 
     Every dimension drives its own cue monotonically: arousal the speaking
@@ -297,9 +294,7 @@ def _sample_labels(rng: np.random.Generator, n: int) -> np.ndarray:
     agree = octants[:, 0] == octants[:, 2]
     weights = np.where(agree, 3.0, 1.0)
     weights /= weights.sum()
-    idx = np.concatenate(
-        [np.arange(min(8, n_corner)), rng.choice(8, size=max(n_corner - 8, 0), p=weights)]
-    )
+    idx = np.concatenate([np.arange(min(8, n_corner)), rng.choice(8, size=max(n_corner - 8, 0), p=weights)])
     signs = np.where(octants[idx] == 1, 1.0, -1.0)
     # Magnitudes: beyond the rounding step, out to the scale ends.
     mags = rng.uniform(0.4, 3.0, size=signs.shape)
@@ -329,9 +324,7 @@ def _pause_to_gap(pause_ms: float, rate: float) -> int:
     return int(round(pause_ms / unit))
 
 
-def _plan(
-    n_train: int, n_dev: int, n_test: int, seed: int
-) -> tuple[pd.DataFrame, list[_Job]]:
+def _plan(n_train: int, n_dev: int, n_test: int, seed: int) -> tuple[pd.DataFrame, list[_Job]]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E12]))
     males = [v for v, g in VOICES if g == "Male"]
     females = [v for v, g in VOICES if g == "Female"]
@@ -361,9 +354,7 @@ def _plan(
                     gender=gender,
                     split=split,
                     pitch_offset=float(rng.uniform(-_SPK_PITCH_OFFSET, _SPK_PITCH_OFFSET)),
-                    rate_factor=float(
-                        1.0 + rng.uniform(-_SPK_RATE_FACTOR, _SPK_RATE_FACTOR)
-                    ),
+                    rate_factor=float(1.0 + rng.uniform(-_SPK_RATE_FACTOR, _SPK_RATE_FACTOR)),
                 )
             )
             spk_next += 1
@@ -465,13 +456,9 @@ def _synthesise(job: _Job, audio_dir: Path) -> None:
     try:
         res = subprocess.run(cmd, capture_output=True, check=True)
     except FileNotFoundError as exc:  # pragma: no cover - checked up front
-        raise RuntimeError(
-            "espeak-ng is not installed (apt-get install espeak-ng)"
-        ) from exc
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from exc
     except subprocess.CalledProcessError as exc:
-        raise RuntimeError(
-            f"espeak-ng failed for {job.file_name}: {exc.stderr.decode(errors='replace')}"
-        ) from exc
+        raise RuntimeError(f"espeak-ng failed for {job.file_name}: {exc.stderr.decode(errors='replace')}") from exc
     wav, sr = sf.read(io.BytesIO(res.stdout), dtype="float32", always_2d=True)
     x = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
     if sr != SAMPLE_RATE:
@@ -493,9 +480,7 @@ def _check_sizes(n_train: int, n_dev: int, n_test: int) -> None:
         raise DemoSizeError("the corpus must contain at least one utterance")
 
 
-def demo_labels(
-    *, n_train: int = 1200, n_dev: int = 200, n_test: int = 300, seed: int = 0
-) -> pd.DataFrame:
+def demo_labels(*, n_train: int = 1200, n_dev: int = 200, n_test: int = 300, seed: int = 0) -> pd.DataFrame:
     """Return the label table that :func:`make_demo_corpus` would write.
 
     Cheap (no audio is synthesised); the columns are :data:`CSV_COLUMNS`.
@@ -595,4 +580,3 @@ def make_demo_corpus(
 
     _write_csv_atomic(df, csv_path)
     return root
-

@@ -27,8 +27,9 @@ from .sphere import DIMENSIONS, RegionSet, from_unit
 CHALLENGE_COLUMNS = ("FileName", "EmoAct", "EmoVal", "EmoDom")
 
 
-def score(table: pd.DataFrame, avd_unit: np.ndarray, region_probs: np.ndarray | None, regions: RegionSet, *,
-          split: str) -> dict[str, Any]:
+def score(
+    table: pd.DataFrame, avd_unit: np.ndarray, region_probs: np.ndarray | None, regions: RegionSet, *, split: str
+) -> dict[str, Any]:
     """Metrics of file-level predictions (``avd_unit`` (n, 3) on [0, 1], ``region_probs`` (n, K) or
     None; see :func:`emosphere.inference.aggregate`) against the rows of a prepared label ``table``
     in the same order. CCC on the 1-7 scale over all rows; region accuracy, macro-F1 and UAR from
@@ -41,29 +42,42 @@ def score(table: pd.DataFrame, avd_unit: np.ndarray, region_probs: np.ndarray | 
         region_pred, source = regions.assign(predicted), "regression"
     return {
         "split": split,
-        "n": int(len(table)),
+        "n": len(table),
         "ccc": regression_metrics(predicted, table[list(LABEL_COLUMNS)].to_numpy(np.float64)),
-        "region": {**region_metrics(region_pred, table["region"].to_numpy(), regions.num_classes),
-                   "source": source, "region_set": regions.name},
+        "region": {
+            **region_metrics(region_pred, table["region"].to_numpy(), regions.num_classes),
+            "source": source,
+            "region_set": regions.name,
+        },
         "scale": "CCC on the 1-7 scale",
     }
 
 
-def evaluate(model: EmoSphereSER, table: pd.DataFrame, *, split: str, batch_size: int = 16, workers: int = 0,
-             device: Any = "cpu", precision: str = "fp32",
-             progress: bool = False) -> tuple[dict[str, Any], pd.DataFrame]:
+def evaluate(
+    model: EmoSphereSER,
+    table: pd.DataFrame,
+    *,
+    split: str,
+    batch_size: int = 16,
+    workers: int = 0,
+    device: Any = "cpu",
+    precision: str = "fp32",
+    progress: bool = False,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics (:func:`score`) and a prediction table for the rows of a prepared label ``table``
     (one split), each file predicted as ``emosphere predict`` predicts it. Files that cannot be
     predicted (unreadable, too short) are left out of the metrics and listed in
     ``metrics["skipped"]``; if none can be predicted, :class:`LabelError`."""
     backend = TorchBackend(model, device, precision)
-    results = list(predict_sources(backend, table["path"].tolist(), batch_size=batch_size, workers=workers,
-                                   progress=progress))
+    results = list(
+        predict_sources(backend, table["path"].tolist(), batch_size=batch_size, workers=workers, progress=progress)
+    )
     predicted = [r for r in results if isinstance(r, Prediction)]
     skipped = [{"file": r.name, "error": r.error} for r in results if isinstance(r, Failure)]
     if not predicted:
-        raise LabelError(f"split {split!r}: no file could be predicted, e.g. {skipped[0]['file']}: "
-                         f"{skipped[0]['error']}")
+        raise LabelError(
+            f"split {split!r}: no file could be predicted, e.g. {skipped[0]['file']}: {skipped[0]['error']}"
+        )
     rows = table.iloc[[p.index for p in predicted]].reset_index(drop=True)
     avd, probs = file_values(predicted)
     metrics = {**score(rows, avd, probs, model.regions, split=split), "skipped": skipped}

@@ -95,8 +95,9 @@ def metadata(model: EmoSphereSER) -> dict[str, Any]:
     }
 
 
-def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | None = None,
-                quantize: str | None = None) -> Path:
+def export_onnx(
+    model: EmoSphereSER, path: str | os.PathLike, *, opset: int | None = None, quantize: str | None = None
+) -> Path:
     """Export ``model`` (normalisation, encoder, pooling, heads) to one ONNX file at ``path``;
     with ``quantize="int8"``, quantised by :func:`quantize_onnx`.
 
@@ -117,9 +118,11 @@ def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | No
         with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:
             return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset), path)
     if not model.encoder.exact_batches:
-        raise ValueError("this encoder is run one utterance at a time to stay exact (group-norm feature "
-                         "extractor, or data2vec-audio); ONNX export supports encoders that batch exactly "
-                         "(feat_extract_norm 'layer': WavLM-large, wav2vec2-large, HuBERT-large) only")
+        raise ValueError(
+            "this encoder is run one utterance at a time to stay exact (group-norm feature "
+            "extractor, or data2vec-audio); ONNX export supports encoders that batch exactly "
+            "(feat_extract_norm 'layer': WavLM-large, wav2vec2-large, HuBERT-large) only"
+        )
     path = Path(path)
     # Two utterances of different lengths, neither 0 nor 1 long, so that nothing specialises.
     samples = max(2 * model.min_samples, SAMPLE_RATE)
@@ -131,9 +134,15 @@ def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | No
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
-                _Graph(model).eval(), (waveform, lengths), None, dynamo=True, opset_version=opset,
-                input_names=["waveform", "lengths"], output_names=output_names(model),
-                dynamic_shapes={"waveform": {0: dynamic, 1: dynamic}, "lengths": {0: dynamic}}, verbose=False,
+                _Graph(model).eval(),
+                (waveform, lengths),
+                None,
+                dynamo=True,
+                opset_version=opset,
+                input_names=["waveform", "lengths"],
+                output_names=output_names(model),
+                dynamic_shapes={"waveform": {0: dynamic, 1: dynamic}, "lengths": {0: dynamic}},
+                verbose=False,
             )
     finally:
         model.train(was_training)
@@ -142,16 +151,18 @@ def export_onnx(model: EmoSphereSER, path: str | os.PathLike, *, opset: int | No
         dims = ["batch", "samples"] if value.name == "waveform" else ["batch", *list(value.shape)[1:]]
         value.shape = ir.Shape(dims)
     onnx_model.metadata_props[METADATA_KEY] = json.dumps(metadata(model))
-    weight_bytes = sum(v.const_value.nbytes
-                       for v in onnx_model.graph.initializers.values() if v.const_value is not None)
+    weight_bytes = sum(
+        v.const_value.nbytes for v in onnx_model.graph.initializers.values() if v.const_value is not None
+    )
     with atomic_path(path) as tmp:
         ir.save(onnx_model, tmp, external_data=f"{path.name}.data" if weight_bytes > EXTERNAL_DATA_BYTES else None)
         onnx.checker.check_model(str(tmp), full_check=False)
     return path
 
 
-def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, *,
-                  op_types: tuple[str, ...] = QUANTIZED_OPS) -> Path:
+def quantize_onnx(
+    source: str | os.PathLike, path: str | os.PathLike, *, op_types: tuple[str, ...] = QUANTIZED_OPS
+) -> Path:
     """Write an int8 copy of the fp32 file ``source`` (from :func:`export_onnx`) to ``path``, atomically:
     onnxruntime's dynamic quantisation (weights of ``op_types`` stored as signed int8, per output
     channel; activations quantised on the fly, batch by batch; everything else fp32). The
@@ -165,8 +176,9 @@ def quantize_onnx(source: str | os.PathLike, path: str | os.PathLike, *,
     root.addFilter(advice)
     try:
         with atomic_path(path) as tmp:
-            quantize_dynamic(Path(source), tmp, op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8,
-                             per_channel=True)
+            quantize_dynamic(
+                Path(source), tmp, op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8, per_channel=True
+            )
             quantized = onnx.load(str(tmp))
             props = {prop.key: prop for prop in quantized.metadata_props}
             described = json.loads(props[METADATA_KEY].value)

@@ -244,8 +244,9 @@ def rows(predictions: Iterable[Prediction], region_names: Sequence[str]) -> pd.D
     if not avd:
         empty = np.zeros((0, len(region_names))) if len(region_names) else None
         return pd.concat([keys, describe(np.zeros((0, 3)), empty, region_names)], axis=1)
-    return pd.concat([keys, describe(np.concatenate(avd), None if probs[0] is None else np.concatenate(probs),
-                                     region_names)], axis=1)
+    return pd.concat(
+        [keys, describe(np.concatenate(avd), None if probs[0] is None else np.concatenate(probs), region_names)], axis=1
+    )
 
 
 # --- decoding, pools and batches ---------------------------------------------------------------
@@ -279,8 +280,15 @@ def decode(index: int, source: Source, *, min_samples: int, window: float, hop: 
     return Item(index, name, samples, audio.windows(len(samples), window, hop), segment)
 
 
-def decode_all(sources: Iterable[tuple[int, Source]], *, min_samples: int, window: float, hop: float,
-               workers: int = 0, ahead: int = 0) -> Iterator[Item | Failure]:
+def decode_all(
+    sources: Iterable[tuple[int, Source]],
+    *,
+    min_samples: int,
+    window: float,
+    hop: float,
+    workers: int = 0,
+    ahead: int = 0,
+) -> Iterator[Item | Failure]:
     """Decode ``(index, source)`` pairs in order, in ``workers`` threads (soundfile and soxr release
     the GIL while they work) that keep up to ``ahead`` sources (at least ``2 * workers``) decoded
     or decoding ahead of the consumer; 0 workers decode in the calling thread."""
@@ -336,12 +344,17 @@ def window_batches(items: Sequence[Item], batch_size: int) -> Iterator[WindowBat
         for row, k in enumerate(chosen):
             item, (start, end) = windows[k]
             waveform[row, : end - start] = item.samples[start:end]
-        yield WindowBatch(waveform, lengths[chosen], np.array([windows[k][0].index for k in chosen], np.int64),
-                          np.array([windows[k][1] for k in chosen], np.int64).reshape(-1, 2))
+        yield WindowBatch(
+            waveform,
+            lengths[chosen],
+            np.array([windows[k][0].index for k in chosen], np.int64),
+            np.array([windows[k][1] for k in chosen], np.int64).reshape(-1, 2),
+        )
 
 
-def group(owner: np.ndarray, spans: np.ndarray, avd: np.ndarray, probs: np.ndarray | None,
-          names: Mapping[int, str]) -> dict[int, Prediction]:
+def group(
+    owner: np.ndarray, spans: np.ndarray, avd: np.ndarray, probs: np.ndarray | None, names: Mapping[int, str]
+) -> dict[int, Prediction]:
     """Window outputs (in any order, e.g. sorted by length or gathered from several processes)
     put back together into one :class:`Prediction` per owner, windows in time order."""
     if len(owner) == 0:
@@ -353,8 +366,9 @@ def group(owner: np.ndarray, spans: np.ndarray, avd: np.ndarray, probs: np.ndarr
     result = {}
     for first, stop in zip(starts, np.r_[starts[1:], len(owner)]):
         index = int(owner[first])
-        result[index] = Prediction(index, names[index], spans[first:stop], avd[first:stop],
-                                   None if probs is None else probs[first:stop])
+        result[index] = Prediction(
+            index, names[index], spans[first:stop], avd[first:stop], None if probs is None else probs[first:stop]
+        )
     return result
 
 
@@ -367,8 +381,13 @@ def predict_pool(backend: Backend, pool: list[Item | Failure], batch_size: int) 
     if outputs:
         batches, avd, logits = zip(*outputs)
         probs = None if logits[0] is None else softmax(np.concatenate(logits))
-        predictions = group(np.concatenate([b.owner for b in batches]), np.concatenate([b.spans for b in batches]),
-                            np.concatenate(avd), probs, {item.index: item.name for item in items})
+        predictions = group(
+            np.concatenate([b.owner for b in batches]),
+            np.concatenate([b.spans for b in batches]),
+            np.concatenate(avd),
+            probs,
+            {item.index: item.name for item in items},
+        )
     for entry in pool:
         if isinstance(entry, Failure):
             yield entry
@@ -384,12 +403,14 @@ def check_options(backend: Backend, *, batch_size: int, window: float, hop: floa
     if not 0 < hop <= window:
         raise InputError(f"need 0 < hop <= window, got window {window} s and hop {hop} s")
     if window * audio.SAMPLE_RATE < backend.min_samples:
-        raise InputError(f"window {window} s is shorter than the model's minimum input "
-                         f"({backend.min_samples} samples at 16 kHz)")
+        raise InputError(
+            f"window {window} s is shorter than the model's minimum input ({backend.min_samples} samples at 16 kHz)"
+        )
 
 
-def predict_sources(backend: Backend, sources: Iterable[Source], *, total: int | None = None,
-                    **options: Any) -> Iterator[Prediction | Failure]:
+def predict_sources(
+    backend: Backend, sources: Iterable[Source], *, total: int | None = None, **options: Any
+) -> Iterator[Prediction | Failure]:
     """Predict every source, yielding a :class:`Prediction` or :class:`Failure` for each, in input
     order, pool by pool; each result's ``index`` is its source's position. ``sources`` may be a
     lazy iterable, consumed as the run goes. ``total`` defaults to ``len(sources)`` when it has
@@ -399,9 +420,17 @@ def predict_sources(backend: Backend, sources: Iterable[Source], *, total: int |
     return predict_indexed(backend, enumerate(sources), total=total, **options)
 
 
-def predict_indexed(backend: Backend, sources: Iterable[tuple[int, Source]], *, batch_size: int = 8,
-                    window: float | None = None, hop: float | None = None, workers: int = 0,
-                    progress: bool = False, total: int | None = None) -> Iterator[Prediction | Failure]:
+def predict_indexed(
+    backend: Backend,
+    sources: Iterable[tuple[int, Source]],
+    *,
+    batch_size: int = 8,
+    window: float | None = None,
+    hop: float | None = None,
+    workers: int = 0,
+    progress: bool = False,
+    total: int | None = None,
+) -> Iterator[Prediction | Failure]:
     """:func:`predict_sources` for ``(index, source)`` pairs: each result carries its pair's
     ``index``. ``window`` and ``hop`` default to :data:`WINDOW_SECONDS` and :data:`HOP_SECONDS`;
     ``workers`` threads decode up to a pool ahead, while the model runs (a GPU waits less; the
@@ -411,8 +440,14 @@ def predict_indexed(backend: Backend, sources: Iterable[tuple[int, Source]], *, 
     window = WINDOW_SECONDS if window is None else window
     hop = HOP_SECONDS if hop is None else hop
     check_options(backend, batch_size=batch_size, window=window, hop=hop, workers=workers)
-    decoded = decode_all(sources, min_samples=backend.min_samples, window=window, hop=hop, workers=workers,
-                         ahead=batch_size * POOL_BATCHES)  # the next pool decodes while the model runs
+    decoded = decode_all(
+        sources,
+        min_samples=backend.min_samples,
+        window=window,
+        hop=hop,
+        workers=workers,
+        ahead=batch_size * POOL_BATCHES,
+    )  # the next pool decodes while the model runs
 
     def run() -> Iterator[Prediction | Failure]:
         seconds, started = 0.0, time.monotonic()

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from glob import glob, has_magic
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import pandas as pd
@@ -77,10 +76,10 @@ class Segment:
         return self.path
 
 
-Source = Union[str, Segment, ArraySource]
+Source = str | Segment | ArraySource
 """An audio file's path, a segment of a file, or audio in memory."""
 
-SourceKey = Union[str, tuple[str, float, float]]
+SourceKey = str | tuple[str, float, float]
 """A whole source's name, or (path, start, end) of a segment, in seconds rounded to the microsecond."""
 
 
@@ -106,8 +105,10 @@ def load_source(source: Source) -> np.ndarray:
     if isinstance(source, Segment):
         samples = audio.load(source.path, source.end - source.start, offset=source.start)
         if len(samples) < (source.end - source.start - SEGMENT_END_TOLERANCE) * audio.SAMPLE_RATE:
-            raise audio.AudioError(f"{source.path}: the audio ends at "
-                                   f"{source.start + len(samples) / audio.SAMPLE_RATE} s, before the segment does")
+            raise audio.AudioError(
+                f"{source.path}: the audio ends at "
+                f"{source.start + len(samples) / audio.SAMPLE_RATE} s, before the segment does"
+            )
         return samples
     samples = audio.to_mono_16k(source.samples, source.sampling_rate)
     if not np.isfinite(samples).all():
@@ -172,8 +173,10 @@ def _seconds(values: pd.Series, path: Path, what: str, first_row: int) -> np.nda
         seconds[other] = pd.to_timedelta(text[other], errors="coerce").dt.total_seconds().to_numpy(np.float64)
     bad = np.flatnonzero(np.isnan(seconds) & (text != "").to_numpy())
     if len(bad):
-        raise InputError(f"{path} row {first_row + bad[0]}: {what} {text.iloc[bad[0]]!r} is not a time "
-                         "(seconds, or a timedelta such as '0 days 00:00:01.5')")
+        raise InputError(
+            f"{path} row {first_row + bad[0]}: {what} {text.iloc[bad[0]]!r} is not a time "
+            "(seconds, or a timedelta such as '0 days 00:00:01.5')"
+        )
     return seconds
 
 
@@ -200,8 +203,10 @@ def _read_table(path: Path) -> Iterator[Source]:
                 continue
             start, end = 0.0 if np.isnan(starts[i]) else float(starts[i]), float(ends[i])
             if not 0 <= start < end:  # also a blank end (NaN)
-                raise InputError(f"{path} row {first_row + i}: a segment needs 0 <= start < end, got start "
-                                 f"{start} s and end {end} s (leave both blank for the whole file)")
+                raise InputError(
+                    f"{path} row {first_row + i}: a segment needs 0 <= start < end, got start "
+                    f"{start} s and end {end} s (leave both blank for the whole file)"
+                )
             yield Segment(location, start, end)
         first_row += len(chunk)
 
@@ -242,7 +247,7 @@ def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Source]:
                 yield source
 
 
-Input = Union[str, os.PathLike, np.ndarray]
+Input = str | os.PathLike | np.ndarray
 
 
 def as_sources(inputs: Input | Iterable[Input], sampling_rate: int | None) -> list[Source]:

@@ -111,8 +111,9 @@ def table_writer(path: str | os.PathLike, *, exact: Sequence[str] = ()) -> Itera
                 if piece.empty and state["writer"] is None:  # an empty first piece would fix null column types
                     state["empty"] = piece
                     return
-                table = pa.Table.from_pandas(piece, preserve_index=False,
-                                             schema=state["writer"].schema if state["writer"] else None)
+                table = pa.Table.from_pandas(
+                    piece, preserve_index=False, schema=state["writer"].schema if state["writer"] else None
+                )
                 if state["writer"] is None:
                     state["writer"] = pq.ParquetWriter(tmp, table.schema)
                 state["writer"].write_table(table)
@@ -133,8 +134,11 @@ def table_writer(path: str | os.PathLike, *, exact: Sequence[str] = ()) -> Itera
                     if not piece.empty:
                         handle.write(piece.to_json(orient="records", lines=True).rstrip("\n") + "\n")
                     return
-                columns = {c: [np.format_float_positional(v, trim="-") for v in piece[c].to_numpy(np.float64)]
-                           for c in exact if c in piece}
+                columns = {
+                    c: [np.format_float_positional(v, trim="-") for v in piece[c].to_numpy(np.float64)]
+                    for c in exact
+                    if c in piece
+                }
                 piece.assign(**columns).to_csv(handle, index=False, header=header[0], float_format="%.6g")
                 header[0] = False
 
@@ -158,8 +162,9 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def iter_table(path: str | os.PathLike, *, rows: int = 10_000, columns: Sequence[str] | None = None,
-               text: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
+def iter_table(
+    path: str | os.PathLike, *, rows: int = 10_000, columns: Sequence[str] | None = None, text: Sequence[str] = ()
+) -> Iterator[pd.DataFrame]:
     """Read a table written by :func:`write_table` ``rows`` rows at a time (only ``columns``, if
     given; the ``text`` columns as strings)."""
     suffix = Path(path).suffix.lower()
@@ -171,8 +176,8 @@ def iter_table(path: str | os.PathLike, *, rows: int = 10_000, columns: Sequence
             yield chunk.astype({c: str for c in text if c in chunk})
         return
     if suffix in (".jsonl", ".ndjson"):
-        with pd.read_json(path, orient="records", lines=True, chunksize=rows, dtype={c: str for c in text}) as chunks:
+        with pd.read_json(path, orient="records", lines=True, chunksize=rows, dtype=dict.fromkeys(text, str)) as chunks:
             for chunk in chunks:
                 yield chunk if columns is None else chunk[list(columns)]
         return
-    yield from pd.read_csv(path, chunksize=rows, usecols=columns, dtype={c: str for c in text})
+    yield from pd.read_csv(path, chunksize=rows, usecols=columns, dtype=dict.fromkeys(text, str))

@@ -63,8 +63,12 @@ class Corpus:
     audio_dir: Path
 
     @classmethod
-    def at(cls, root: str | os.PathLike, labels: str | os.PathLike | None = None,
-           audio_dir: str | os.PathLike | None = None) -> "Corpus":
+    def at(
+        cls,
+        root: str | os.PathLike,
+        labels: str | os.PathLike | None = None,
+        audio_dir: str | os.PathLike | None = None,
+    ) -> Corpus:
         root = Path(root)
         return cls(
             root=root,
@@ -77,16 +81,28 @@ def _line(index: pd.Index) -> np.ndarray:
     return np.asarray(index, dtype=np.int64) + 2  # header line, 1-based
 
 
-def problems_table(severity: str, problem: str, file: str | os.PathLike | Sequence[str],
-                   lines: Sequence[int] | np.ndarray, details: Sequence[object]) -> pd.DataFrame:
+def problems_table(
+    severity: str,
+    problem: str,
+    file: str | os.PathLike | Sequence[str],
+    lines: Sequence[int] | np.ndarray,
+    details: Sequence[object],
+) -> pd.DataFrame:
     """Rows of a :data:`PROBLEM_COLUMNS` table, one per detail: at ``lines`` of the label ``file``,
     or (``lines`` empty) about the ``file`` or each of the files."""
     details = list(details)
     lines = list(lines) if len(lines) else [pd.NA] * len(details)
     file = str(file) if isinstance(file, (str, os.PathLike)) else [str(f) for f in file]
-    return pd.DataFrame({"severity": severity, "problem": problem, "file": file,
-                         "line": pd.array(lines, dtype="Int64"), "detail": [str(d) for d in details]},
-                        columns=list(PROBLEM_COLUMNS))
+    return pd.DataFrame(
+        {
+            "severity": severity,
+            "problem": problem,
+            "file": file,
+            "line": pd.array(lines, dtype="Int64"),
+            "detail": [str(d) for d in details],
+        },
+        columns=list(PROBLEM_COLUMNS),
+    )
 
 
 def scan_consensus(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -113,19 +129,37 @@ def scan_consensus(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]
     for column in LABEL_COLUMNS:
         values = pd.to_numeric(table[column], errors="coerce")
         bad = labelled & (values.isna() | (values < SCALE_MIN) | (values > SCALE_MAX))
-        found.append(problems_table("error", f"{column} must be a number in [1, 7]", path,
-                                    _line(table.index[bad]), table.loc[bad, column].tolist()))
+        found.append(
+            problems_table(
+                "error",
+                f"{column} must be a number in [1, 7]",
+                path,
+                _line(table.index[bad]),
+                table.loc[bad, column].tolist(),
+            )
+        )
         table[column] = values
     for column in ("FileName", "Split_Set"):
         empty = table[column].isna() | (table[column].astype(str).str.strip() == "")
-        found.append(problems_table("error", f"{column} is empty", path, _line(table.index[empty]),
-                                    [""] * int(empty.sum())))
+        found.append(
+            problems_table("error", f"{column} is empty", path, _line(table.index[empty]), [""] * int(empty.sum()))
+        )
     repeated = table["FileName"].notna() & table["FileName"].duplicated(keep=False)
-    found.append(problems_table("error", "FileName repeated", path, _line(table.index[repeated]),
-                                table.loc[repeated, "FileName"].tolist()))
+    found.append(
+        problems_table(
+            "error", "FileName repeated", path, _line(table.index[repeated]), table.loc[repeated, "FileName"].tolist()
+        )
+    )
     odd = ~table["EmoClass"].isin(EMOTION_CLASSES)
-    found.append(problems_table("warning", f"EmoClass not one of {' '.join(sorted(EMOTION_CLASSES))}", path,
-                                _line(table.index[odd]), table.loc[odd, "EmoClass"].tolist()))
+    found.append(
+        problems_table(
+            "warning",
+            f"EmoClass not one of {' '.join(sorted(EMOTION_CLASSES))}",
+            path,
+            _line(table.index[odd]),
+            table.loc[odd, "EmoClass"].tolist(),
+        )
+    )
     return table, pd.concat(found, ignore_index=True)
 
 
@@ -133,8 +167,10 @@ def summarise_problems(problems: pd.DataFrame, limit: int = 10) -> list[str]:
     """One line per kind of problem: what, how many, and the first ``limit`` places."""
     out = []
     for problem, rows in problems.groupby("problem", sort=False):
-        places = [(f"line {line}" if pd.notna(line) else file) + (f" ({detail})" if detail else "")
-                  for file, line, detail in rows[["file", "line", "detail"]].head(limit).itertuples(index=False)]
+        places = [
+            (f"line {line}" if pd.notna(line) else file) + (f" ({detail})" if detail else "")
+            for file, line, detail in rows[["file", "line", "detail"]].head(limit).itertuples(index=False)
+        ]
         more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
         source = f" in {rows['file'].iloc[0]}" if rows["line"].notna().any() else ""
         out.append(f"{problem}{source} ({len(rows)}): {', '.join(places)}{more}")
@@ -190,8 +226,9 @@ def _header(path: str, decode: bool) -> tuple:
     return rate, channels, frames, frames / rate if rate else np.nan, None
 
 
-def read_headers(paths: Sequence[str | os.PathLike], *, decode: bool = False, workers: int = 8,
-                 progress: bool = True) -> pd.DataFrame:
+def read_headers(
+    paths: Sequence[str | os.PathLike], *, decode: bool = False, workers: int = 8, progress: bool = True
+) -> pd.DataFrame:
     """:data:`HEADER_COLUMNS` of each file, in order: from its header (no decoding), or with ``decode``
     from reading every sample (slow: finds truncated or corrupt data and NaN/infinite samples).
     ``error`` says why a file cannot be used (None if it can). Files are read by ``workers``
@@ -202,17 +239,22 @@ def read_headers(paths: Sequence[str | os.PathLike], *, decode: bool = False, wo
             yield [str(p) for p in paths[start : start + 4096]]
 
     rows: list[tuple] = []
-    with ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(total=len(paths), desc="decoding audio" if decode else "reading audio headers",
-                 disable=not progress, unit="file") as bar:
+    with (
+        ThreadPoolExecutor(max(1, workers)) as pool,
+        tqdm(
+            total=len(paths),
+            desc="decoding audio" if decode else "reading audio headers",
+            disable=not progress,
+            unit="file",
+        ) as bar,
+    ):
         for chunk in chunks():
             rows += pool.map(_header, chunk, [decode] * len(chunk))
             bar.update(len(chunk))
     return pd.DataFrame(rows, columns=list(HEADER_COLUMNS))
 
 
-def usable_rows(table: pd.DataFrame, *, keep_other: bool = False,
-                splits: Sequence[str] | None = None) -> pd.DataFrame:
+def usable_rows(table: pd.DataFrame, *, keep_other: bool = False, splits: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows with labels (not :data:`UNLABELLED_SPLITS`), EmoClass A S H U F D C N unless ``keep_other``,
     in ``splits`` (all when None); the index is kept."""
     keep = table[list(LABEL_COLUMNS)].notna().all(axis=1) & ~table["Split_Set"].isin(UNLABELLED_SPLITS)
@@ -231,8 +273,9 @@ def with_audio(table: pd.DataFrame, audio_dir: Path, headers: pd.DataFrame) -> p
     return out
 
 
-def prepare_labels(corpus: Corpus, regions: RegionSet, *, keep_other: bool = False,
-                   progress: bool = True) -> pd.DataFrame:
+def prepare_labels(
+    corpus: Corpus, regions: RegionSet, *, keep_other: bool = False, progress: bool = True
+) -> pd.DataFrame:
     """The table that training and evaluation read.
 
     Keeps rows with labels (Test3 has none), drops EmoClass O and X unless
@@ -247,8 +290,9 @@ def prepare_labels(corpus: Corpus, regions: RegionSet, *, keep_other: bool = Fal
     bad = headers["error"].notna().to_numpy()
     if bad.any():
         problems = [f"{path}: {error}" for path, error in zip(table["path"][bad], headers["error"][bad])]
-        log.warning("dropped %d row(s) whose audio cannot be read, e.g.\n  %s",
-                    len(problems), "\n  ".join(problems[:10]))
+        log.warning(
+            "dropped %d row(s) whose audio cannot be read, e.g.\n  %s", len(problems), "\n  ".join(problems[:10])
+        )
         table = table[~bad].reset_index(drop=True)
     if table.empty:
         raise LabelError(f"{corpus.labels}: no usable labelled rows with audio under {corpus.audio_dir}")
@@ -267,7 +311,10 @@ def counts(table: pd.DataFrame, regions: RegionSet) -> pd.DataFrame:
     """Utterances per region (rows, by class name) and split (columns), with totals."""
     grid = pd.crosstab(
         pd.Categorical(table["region_name"], categories=regions.class_names),
-        table["Split_Set"], margins=True, margins_name="total", dropna=False,
+        table["Split_Set"],
+        margins=True,
+        margins_name="total",
+        dropna=False,
     )
     grid.index.name = "region"
     return grid

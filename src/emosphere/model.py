@@ -91,8 +91,13 @@ class Encoder(nn.Module):
 
     _PADDING_LEAKS = frozenset({"data2vec-audio"})
 
-    def __init__(self, model: PreTrainedModel, freeze_feature_encoder: bool = True,
-                 attention: Attention = "fused", sub_batches: int = 4) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        freeze_feature_encoder: bool = True,
+        attention: Attention = "fused",
+        sub_batches: int = 4,
+    ) -> None:
         super().__init__()
         self.model = model
         if freeze_feature_encoder:
@@ -100,8 +105,10 @@ class Encoder(nn.Module):
             # the parameters it stops the feature extractor from making its input require grad (a
             # backward pass through the frozen convolutions for nothing, and a graph break).
             model.feature_extractor._freeze_parameters()
-        self.exact_batches = (getattr(model.config, "feat_extract_norm", "layer") != "group"
-                              and model.config.model_type not in self._PADDING_LEAKS)
+        self.exact_batches = (
+            getattr(model.config, "feat_extract_norm", "layer") != "group"
+            and model.config.model_type not in self._PADDING_LEAKS
+        )
         if not self.exact_batches:
             log.info("%s encoder: utterances are encoded one at a time to stay exact", model.config.model_type)
         self.sub_batches = sub_batches
@@ -206,14 +213,18 @@ class Encoder(nn.Module):
         limit = 4 * len(self.buckets.rungs) + 8
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
         encoder = self.model.encoder
-        blocks = [self.model.feature_extractor, self.model.feature_projection,
-                  getattr(encoder, "pos_conv_embed", None), *encoder.layers]
+        blocks = [
+            self.model.feature_extractor,
+            self.model.feature_projection,
+            getattr(encoder, "pos_conv_embed", None),
+            *encoder.layers,
+        ]
         for block in blocks:
             if block is not None:
                 block.forward = _CompiledForTraining(block, backend)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], freeze_feature_encoder: bool = True, **options: Any) -> "Encoder":
+    def from_config(cls, config: dict[str, Any], freeze_feature_encoder: bool = True, **options: Any) -> Encoder:
         """Randomly initialised, from a transformers config dict that names ``model_type``;
         ``options``: ``attention``, ``sub_batches``."""
         values = dict(config)
@@ -223,8 +234,9 @@ class Encoder(nn.Module):
         return cls(AutoModel.from_config(hf_config), freeze_feature_encoder, **options)
 
     @classmethod
-    def from_pretrained(cls, name: str, overrides: dict[str, Any] | None = None,
-                        freeze_feature_encoder: bool = True, **options: Any) -> "Encoder":
+    def from_pretrained(
+        cls, name: str, overrides: dict[str, Any] | None = None, freeze_feature_encoder: bool = True, **options: Any
+    ) -> Encoder:
         """Pretrained weights from a hub id or local directory; ``overrides`` set config values;
         ``options``: ``attention``, ``sub_batches``."""
         values = {k: v for k, v in (overrides or {}).items() if k != "model_type"}
@@ -259,8 +271,12 @@ class Head(nn.Module):
     def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.5) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(hidden, out_dim),
+            nn.Dropout(dropout),
+            nn.Linear(in_dim, hidden),
+            nn.LayerNorm(hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, out_dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -277,15 +293,15 @@ class Output(NamedTuple):
 class EmoSphereSER(nn.Module):
     """Speech emotion recognition: raw 16 kHz mono audio -> arousal, valence, dominance (+ region)."""
 
-    def __init__(self, config: ModelConfig, encoder: Encoder, stats: AudioStats | None = None,
-                 region_head: bool = True) -> None:
+    def __init__(
+        self, config: ModelConfig, encoder: Encoder, stats: AudioStats | None = None, region_head: bool = True
+    ) -> None:
         super().__init__()
         self.config = config
         self.regions = RegionSet(config.regions, config.origin_radius)
         self.encoder = encoder
         dim = encoder.hidden_size
-        self.pooling = build_pooling(config.pooling, dim, heads=config.attention_heads,
-                                     dropout=config.pooling_dropout)
+        self.pooling = build_pooling(config.pooling, dim, heads=config.attention_heads, dropout=config.pooling_dropout)
         hidden = config.head_hidden or dim
         pooled = self.pooling.output_dim
         self.regression_head = Head(pooled, hidden, len(DIMENSIONS), config.head_dropout)
@@ -298,7 +314,7 @@ class EmoSphereSER(nn.Module):
             self.set_stats(stats)
 
     @classmethod
-    def build(cls, config: ModelConfig, stats: AudioStats | None = None, region_head: bool = True) -> "EmoSphereSER":
+    def build(cls, config: ModelConfig, stats: AudioStats | None = None, region_head: bool = True) -> EmoSphereSER:
         """A new model whose encoder is loaded (pretrained) or built (random) as ``config.encoder`` says."""
         enc = config.encoder
         options = {"attention": enc.attention, "sub_batches": enc.sub_batches}
@@ -335,9 +351,17 @@ class EmoSphereSER(nn.Module):
         logits = self.region_head(pooled) if self.region_head is not None else None
         return Output(self.regression_head(pooled), logits)
 
-    def predict(self, inputs: Input | list[Input], sampling_rate: int | None = None, *, batch_size: int = 8,
-                window: float | None = None, hop: float | None = None, precision: str = "fp32",
-                progress: bool = False) -> pd.DataFrame:
+    def predict(
+        self,
+        inputs: Input | list[Input],
+        sampling_rate: int | None = None,
+        *,
+        batch_size: int = 8,
+        window: float | None = None,
+        hop: float | None = None,
+        precision: str = "fp32",
+        progress: bool = False,
+    ) -> pd.DataFrame:
         """Predict audio files, folders, manifests, globs or arrays; one row per file, plus one per
         window for audio longer than ``window`` seconds (default 12; ``hop`` default 6). Arrays are
         (samples,) or (samples, channels) at ``sampling_rate`` (required for them) and are named
@@ -349,8 +373,9 @@ class EmoSphereSER(nn.Module):
         from .inputs import as_sources
 
         backend = TorchBackend(self, next(self.parameters()).device, precision)
-        return predict_table(backend, as_sources(inputs, sampling_rate), batch_size=batch_size, window=window,
-                             hop=hop, progress=progress)
+        return predict_table(
+            backend, as_sources(inputs, sampling_rate), batch_size=batch_size, window=window, hop=hop, progress=progress
+        )
 
     # --- the model directory ---------------------------------------------------------------
 
@@ -387,7 +412,7 @@ class EmoSphereSER(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> "EmoSphereSER":
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> EmoSphereSER:
         """Load a model directory, or download one from the Hugging Face hub by id.
 
         A missing or corrupt file, a config from a newer format version and weights that do not fit
@@ -402,8 +427,9 @@ class EmoSphereSER(nn.Module):
             try:
                 directory = Path(snapshot_download(str(name_or_path)))
             except (OSError, ValueError) as error:  # not found, offline, or not a valid repo id
-                raise ModelError(f"{name_or_path}: no such model directory, and the hub does not give it "
-                                 f"({first_line(error)})") from error
+                raise ModelError(
+                    f"{name_or_path}: no such model directory, and the hub does not give it ({first_line(error)})"
+                ) from error
         config_path = directory / CONFIG_FILE
         if not config_path.is_file():
             raise ModelError(f"{directory}: not an emosphere model directory (no {CONFIG_FILE})")
@@ -412,8 +438,10 @@ class EmoSphereSER(nn.Module):
         if not isinstance(version, int) or isinstance(version, bool):
             raise ModelError(f"{config_path}: no format_version; not an emosphere model config")
         if version > FORMAT_VERSION:
-            raise ModelError(f"{config_path}: format_version {version} was written by a newer emosphere; this one "
-                             f"reads up to {FORMAT_VERSION} (pip install -U emosphere)")
+            raise ModelError(
+                f"{config_path}: format_version {version} was written by a newer emosphere; this one "
+                f"reads up to {FORMAT_VERSION} (pip install -U emosphere)"
+            )
         missing = [key for key in ("model", "encoder_config", "region_head") if key not in meta]
         if missing:
             raise ModelError(f"{config_path}: missing {', '.join(missing)}; not an emosphere model config")
@@ -458,9 +486,14 @@ def _read_weights(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, to
         raise ModelError(f"{path}: not a readable safetensors file ({first_line(error)})") from error
     wrong = [f"{k} missing" for k in expected if k not in state]
     wrong += [f"{k} not in the model" for k in state if k not in expected]
-    wrong += [f"{k} has shape {tuple(v.shape)}, the config makes {tuple(expected[k].shape)}"
-              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    wrong += [
+        f"{k} has shape {tuple(v.shape)}, the config makes {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     if wrong:
-        raise ModelError(f"{path}: the weights do not fit {CONFIG_FILE}: {'; '.join(wrong[:3])}"
-                         + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+        raise ModelError(
+            f"{path}: the weights do not fit {CONFIG_FILE}: {'; '.join(wrong[:3])}"
+            + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        )
     return state

@@ -59,8 +59,14 @@ from .sphere import DIMENSIONS, OCTANT_NAMES, RegionSet
 ORIGINAL_DIMENSIONS = ("arousal", "dominance", "valence")
 """Output order of the original's regression head (its label columns EmoAct, EmoDom, EmoVal)."""
 ORIGINAL_OCTANTS = (
-    ("I", (+1, +1, +1)), ("II", (-1, +1, +1)), ("III", (-1, -1, +1)), ("IV", (+1, -1, +1)),
-    ("V", (+1, +1, -1)), ("VI", (-1, +1, -1)), ("VII", (-1, -1, -1)), ("VIII", (+1, -1, -1)),
+    ("I", (+1, +1, +1)),
+    ("II", (-1, +1, +1)),
+    ("III", (-1, -1, +1)),
+    ("IV", (+1, -1, +1)),
+    ("V", (+1, +1, -1)),
+    ("VI", (-1, +1, -1)),
+    ("VII", (-1, -1, -1)),
+    ("VIII", (+1, -1, -1)),
 )
 """The original's auxiliary classes in output order, with the signs of the centred (A, V, D)
 values each stands for (a centred value >= 0 counting as +)."""
@@ -116,8 +122,11 @@ def read_norm_stats(path: str | os.PathLike) -> tuple[float, float]:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise OriginalCheckpointError(f"{path}: not a pickle of two numbers (wav_mean, wav_std): {error}") from None
     numbers = (int, float, np.integer, np.floating)
-    if (not isinstance(values, (tuple, list)) or len(values) != 2
-            or not all(isinstance(v, numbers) and not isinstance(v, bool) for v in values)):
+    if (
+        not isinstance(values, (tuple, list))
+        or len(values) != 2
+        or not all(isinstance(v, numbers) and not isinstance(v, bool) for v in values)
+    ):
         raise OriginalCheckpointError(f"{path}: expected (wav_mean, wav_std), got {values!r}")
     mean, std = (float(v) for v in values)
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
@@ -142,10 +151,15 @@ def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tenso
 # --- mapping ---------------------------------------------------------------------------------------
 
 STYLE_KEYS = {
-    "spectral.0.fc": "spectral.0", "spectral.3.fc": "spectral.3",
-    "temporal.0.conv1.conv": "temporal.0.conv", "temporal.1.conv1.conv": "temporal.1.conv",
-    "slf_attn.w_qs": "attention.query", "slf_attn.w_ks": "attention.key", "slf_attn.w_vs": "attention.value",
-    "slf_attn.fc": "attention.out", "fc.fc": "projection",
+    "spectral.0.fc": "spectral.0",
+    "spectral.3.fc": "spectral.3",
+    "temporal.0.conv1.conv": "temporal.0.conv",
+    "temporal.1.conv1.conv": "temporal.1.conv",
+    "slf_attn.w_qs": "attention.query",
+    "slf_attn.w_ks": "attention.key",
+    "slf_attn.w_vs": "attention.value",
+    "slf_attn.fc": "attention.out",
+    "fc.fc": "projection",
 }
 """MelStyleEncoder module -> StylePooling module (each with ``.weight`` and ``.bias``)."""
 HEAD_KEYS = {"fc.0.0": "net.1", "fc.0.1": "net.2", "out.0": "net.5"}
@@ -164,7 +178,8 @@ def pooling_kind(state: dict[str, torch.Tensor], path: str | os.PathLike) -> str
         return "attentive"
     raise OriginalCheckpointError(
         f"{path}: not a MelStyleEncoder, AttentiveStatisticsPooling or MeanPooling state dict "
-        f"(keys: {sorted(keys)[:8]}{' ...' if len(keys) > 8 else ''})")
+        f"(keys: {sorted(keys)[:8]}{' ...' if len(keys) > 8 else ''})"
+    )
 
 
 def map_pooling(kind: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -172,8 +187,11 @@ def map_pooling(kind: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     if kind == "style":
         return {f"{STYLE_KEYS[key.rsplit('.', 1)[0]]}.{key.rsplit('.', 1)[1]}": value for key, value in state.items()}
     if kind == "attentive":
-        return {"linear.weight": state["sap_linear.weight"], "linear.bias": state["sap_linear.bias"],
-                "attention.weight": state["attention"].T.contiguous()}
+        return {
+            "linear.weight": state["sap_linear.weight"],
+            "linear.bias": state["sap_linear.bias"],
+            "attention.weight": state["attention"].T.contiguous(),
+        }
     return {}
 
 
@@ -182,10 +200,15 @@ def map_head(state: dict[str, torch.Tensor], path: str | os.PathLike, order: lis
     expected = {f"{module}.{p}" for module in HEAD_KEYS for p in ("weight", "bias")}
     if set(state) != expected:
         extra = sorted(set(state) - expected)
-        hint = " (emosphere's heads have one hidden layer; this one has more)" if any(
-            k.startswith("fc.1.") for k in extra) else ""
-        raise OriginalCheckpointError(f"{path}: not a one-hidden-layer EmotionRegression state dict{hint}; "
-                                      f"expected keys {sorted(expected)}, got {sorted(state)[:8]}")
+        hint = (
+            " (emosphere's heads have one hidden layer; this one has more)"
+            if any(k.startswith("fc.1.") for k in extra)
+            else ""
+        )
+        raise OriginalCheckpointError(
+            f"{path}: not a one-hidden-layer EmotionRegression state dict{hint}; "
+            f"expected keys {sorted(expected)}, got {sorted(state)[:8]}"
+        )
     outputs = state["out.0.weight"].shape[0]
     if outputs != len(order):
         raise OriginalCheckpointError(f"{path}: the head has {outputs} outputs, expected {len(order)}")
@@ -236,7 +259,8 @@ def _encoder_config(encoder: str):
     except (OSError, ValueError) as error:
         raise OriginalCheckpointError(
             f"--encoder {encoder}: cannot read its transformers config ({error.__class__.__name__}); give a local "
-            "directory with the encoder's config.json, or a hub id that is cached or reachable") from None
+            "directory with the encoder's config.json, or a hub id that is cached or reachable"
+        ) from None
 
 
 def _sha256(path: Path) -> str:
@@ -247,9 +271,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def import_original(*, ssl: str | os.PathLike, pool: str | os.PathLike, ser: str | os.PathLike,
-                    stats: str | os.PathLike, output: str | os.PathLike, aux: str | os.PathLike | None = None,
-                    encoder: str = "microsoft/wavlm-large") -> Path:
+def import_original(
+    *,
+    ssl: str | os.PathLike,
+    pool: str | os.PathLike,
+    ser: str | os.PathLike,
+    stats: str | os.PathLike,
+    output: str | os.PathLike,
+    aux: str | os.PathLike | None = None,
+    encoder: str = "microsoft/wavlm-large",
+) -> Path:
     """Turn an original checkpoint set into the model directory ``output`` (which must not exist yet,
     or be empty); returns it. ``pool`` may be the word ``mean`` for the baseline's MeanPooling."""
     from transformers import AutoModel
@@ -282,8 +313,7 @@ def import_original(*, ssl: str | os.PathLike, pool: str | os.PathLike, ser: str
     stats_ = AudioStats(mean=wav_mean, std=wav_std + STD_EPSILON, num_samples=0, num_files=0)
     model = EmoSphereSER(config, encoder_module, stats_, region_head=aux_state is not None)
 
-    state = {f"encoder.model.{k}": v for k, v in
-             map_encoder(ssl_state, encoder_module.model.state_dict()).items()}
+    state = {f"encoder.model.{k}": v for k, v in map_encoder(ssl_state, encoder_module.model.state_dict()).items()}
     state.update({f"pooling.{k}": v for k, v in map_pooling(kind, pool_state).items()})
     regression = map_head(ser_state, sources["ser"], regression_order())
     state.update({f"regression_head.{k}": v for k, v in regression.items()})
@@ -292,10 +322,16 @@ def import_original(*, ssl: str | os.PathLike, pool: str | os.PathLike, ser: str
     _load(model, state, sources, hidden)
 
     provenance = {
-        "format": "original EmoSphere-SER / MSP-Podcast challenge checkpoints", "encoder": encoder,
-        "pooling": kind, "region_head": aux_state is not None,
-        "audio_normalisation": {"wav_mean": wav_mean, "wav_std": wav_std, "stored_std": stats_.std,
-                                "rule": "(wav - wav_mean) / (wav_std + 1e-6)"},
+        "format": "original EmoSphere-SER / MSP-Podcast challenge checkpoints",
+        "encoder": encoder,
+        "pooling": kind,
+        "region_head": aux_state is not None,
+        "audio_normalisation": {
+            "wav_mean": wav_mean,
+            "wav_std": wav_std,
+            "stored_std": stats_.std,
+            "rule": "(wav - wav_mean) / (wav_std + 1e-6)",
+        },
         "regression_outputs": f"original {list(ORIGINAL_DIMENSIONS)} -> emosphere {list(DIMENSIONS)}",
         "octants": f"original {[n for n, _ in ORIGINAL_OCTANTS]} -> emosphere {list(OCTANT_NAMES)}, by signs",
         "files": {name: {"path": str(path.resolve()), "sha256": _sha256(path)} for name, path in sources.items()},
@@ -322,12 +358,15 @@ def _load(model: torch.nn.Module, state: dict[str, torch.Tensor], sources: dict[
                 hint = " (does --encoder name the architecture this checkpoint was trained from?)"
             elif key.startswith(("pooling.", "regression_head.net.1")):
                 hint = f" (the encoder's hidden size is {hidden})"
-            raise OriginalCheckpointError(f"{source(key)}: {key} has shape {tuple(value.shape)}, "
-                                          f"the model expects {tuple(target[key].shape)}{hint}")
+            raise OriginalCheckpointError(
+                f"{source(key)}: {key} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(target[key].shape)}{hint}"
+            )
     missing, unexpected = sorted(set(target) - set(state)), sorted(set(state) - set(target))
     if missing or unexpected:
         culprit = source((missing or unexpected)[0])
         raise OriginalCheckpointError(
             f"{culprit}: parameters do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            " (does --encoder name the architecture this checkpoint was trained from?)")
+            " (does --encoder name the architecture this checkpoint was trained from?)"
+        )
     model.load_state_dict(state)

@@ -81,8 +81,12 @@ class StylePooling(nn.Module):
     def __init__(self, dim: int, heads: int = 2, kernel_size: int = 5, dropout: float = 0.1) -> None:
         super().__init__()
         self.spectral = nn.Sequential(
-            nn.Linear(dim, dim), nn.Mish(), nn.Dropout(dropout),
-            nn.Linear(dim, dim), nn.Mish(), nn.Dropout(dropout),
+            nn.Linear(dim, dim),
+            nn.Mish(),
+            nn.Dropout(dropout),
+            nn.Linear(dim, dim),
+            nn.Mish(),
+            nn.Dropout(dropout),
         )
         self.temporal = nn.ModuleList([GatedConv(dim, kernel_size, dropout) for _ in range(2)])
         self.attention = MultiHeadSelfAttention(dim, heads, dropout)

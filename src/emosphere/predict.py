@@ -65,8 +65,13 @@ EXACT_COLUMNS = ("start", "end")
 CHUNK = re.compile(r"run(?P<run>\d+)\.part-(?P<rank>\d+)-of-(?P<world>\d+)\.(?P<seq>\d+)\.(?P<kind>csv|errors\.csv)")
 
 
-def load_backend(model: str | os.PathLike, backend: str = "torch", device: str = "cpu",
-                 precision: str = "fp32", threads: int | None = None) -> Backend:
+def load_backend(
+    model: str | os.PathLike,
+    backend: str = "torch",
+    device: str = "cpu",
+    precision: str = "fp32",
+    threads: int | None = None,
+) -> Backend:
     """A model directory or hub id (``torch``, on ``device`` at ``precision``), or an exported
     ``.onnx`` file (``onnx``, on the CPU; it needs neither torch nor the model code). ``threads``:
     CPU threads of the engine (default: its own choice)."""
@@ -80,8 +85,11 @@ def load_backend(model: str | os.PathLike, backend: str = "torch", device: str =
         except ImportError as error:
             raise InputError(f"the onnx backend needs onnxruntime: pip install 'emosphere[onnx]' ({error})") from None
         if onnx_model.quantization:
-            log.info("%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
-                     model, onnx_model.quantization)
+            log.info(
+                "%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
+                model,
+                onnx_model.quantization,
+            )
         return onnx_model
     if backend != "torch":
         raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -157,8 +165,10 @@ def _done(output: Path, columns: list[str]) -> set[SourceKey]:
         first = next(iter_table(output, rows=1), None)
         found = columns if first is None else list(first.columns)  # a JSON lines file without rows is empty
         if found != columns:
-            raise InputError(f"{output}: cannot resume, its columns differ from this model's output "
-                             f"({', '.join(found)} against {', '.join(columns)})")
+            raise InputError(
+                f"{output}: cannot resume, its columns differ from this model's output "
+                f"({', '.join(found)} against {', '.join(columns)})"
+            )
     tables += [path for files in _chunks(parts_path(output)).values() for path in files]
     done: set[SourceKey] = set()
     for path in tables:
@@ -264,8 +274,12 @@ def _merge(output: Path, run: int, columns: list[str], resume: bool) -> list[tup
         merged = _not_in(merged, kept, columns)  # kept: the sources an interrupted merge had already written
         while batch := list(itertools.islice(merged, 10_000)):
             write(pd.DataFrame([row[1:] for row in batch], columns=columns))
-    failed = [pd.read_csv(path, dtype={"file": str, "error": str}, keep_default_na=False)
-              for (run_of, _, _), files in _chunks(parts, "errors.csv").items() if run_of == run for path in files]
+    failed = [
+        pd.read_csv(path, dtype={"file": str, "error": str}, keep_default_na=False)
+        for (run_of, _, _), files in _chunks(parts, "errors.csv").items()
+        if run_of == run
+        for path in files
+    ]
     errors = errors_path(output)
     failures: list[tuple[str, str]] = []
     if failed:
@@ -278,9 +292,17 @@ def _merge(output: Path, run: int, columns: list[str], resume: bool) -> list[tup
     return failures
 
 
-def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
-                    resume: bool = False, save_every: float = 60.0, ranks: Ranks | None = None,
-                    progress: bool = False, **options: Any) -> Summary:
+def predict_to_file(
+    backend: Backend,
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    resume: bool = False,
+    save_every: float = 60.0,
+    ranks: Ranks | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Summary:
     """Predict the audio named by ``inputs`` (see :func:`emosphere.inputs.iter_inputs`) into the
     table ``output`` (CSV, .jsonl or .parquet; ``options`` as
     :func:`emosphere.inference.predict_sources`), this process's share of it when ``ranks`` (from
@@ -306,8 +328,9 @@ def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], outpu
     run = ranks.broadcast(time.time_ns() // 1000)  # after rank 0's clean-up
     ranks.barrier()  # every process has read what was done before any writes
     parts_path(output).mkdir(parents=True, exist_ok=True)
-    results = predict_indexed(backend, _share(inputs, done, ranks), total=mine,
-                              progress=progress and ranks.rank == 0, **options)
+    results = predict_indexed(
+        backend, _share(inputs, done, ranks), total=mine, progress=progress and ranks.rank == 0, **options
+    )
     writer = _PartWriter(output, run, ranks, backend.region_names)
     started = saved = time.monotonic()
     predicted, audio_seconds, failures = 0, 0.0, []
@@ -328,8 +351,11 @@ def predict_to_file(backend: Backend, inputs: Sequence[str | os.PathLike], outpu
         if not ranks.distributed:
             _merge(output, run, columns, resume)
         else:
-            log.error("rank %d stopped; its finished chunks are kept in %s: run again with --resume",
-                      ranks.rank, parts_path(output))
+            log.error(
+                "rank %d stopped; its finished chunks are kept in %s: run again with --resume",
+                ranks.rank,
+                parts_path(output),
+            )
         raise
     ranks.barrier()
     if ranks.rank == 0:

@@ -33,10 +33,12 @@ class Ranks:
     local_world: int = 1
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Ranks":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Ranks:
         """The variables torchrun sets; rank 0 of 1 without them."""
-        values = [int(environ.get(name, default)) for name, default in
-                  (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1"))]
+        values = [
+            int(environ.get(name, default))
+            for name, default in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1"))
+        ]
         ranks = cls(*values)
         if not (0 <= ranks.rank < ranks.world and 0 <= ranks.local_rank < ranks.local_world):
             raise UserError(f"inconsistent RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE: {values}")
@@ -69,7 +71,7 @@ class Ranks:
         return max(1, cores // self.local_world)
 
     @contextlib.contextmanager
-    def joined(self) -> Iterator["Ranks"]:
+    def joined(self) -> Iterator[Ranks]:
         """The gloo process group of a distributed run, for the block (nothing for a single process)."""
         if not self.distributed:
             yield self

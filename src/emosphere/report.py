@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from . import rundir
-from .io import atomic_path, read_table, write_text_atomic
 from .config import ObjectiveConfig, RunConfig
+from .io import atomic_path, read_table, write_text_atomic
 from .labels import LABEL_COLUMNS, Corpus, LabelError, read_consensus
 from .losses import aux_weight
 from .metrics import ccc, confusion_matrix
@@ -91,8 +91,11 @@ def plot_curves(log: pd.DataFrame, epochs: pd.DataFrame, weights: pd.Series, pat
         return False
     fig, axes = _figure(1, 3, width=4.8)
     ax = axes[0, 0]
-    for column, label, style in [("train/loss", "train total", "-"), ("train/ccc_loss_step", "train CCC loss", "-"),
-                                 ("train/aux_loss", "train aux loss", "-")]:
+    for column, label, style in [
+        ("train/loss", "train total", "-"),
+        ("train/ccc_loss_step", "train CCC loss", "-"),
+        ("train/aux_loss", "train aux loss", "-"),
+    ]:
         if column in log:
             rows = log.dropna(subset=[column])
             ax.plot(rows["step"], rows[column], style, lw=1, alpha=0.8, label=label)
@@ -135,10 +138,15 @@ def plot_scatter(predictions: pd.DataFrame, metrics: dict[str, Any], path: Path)
         ax = axes[0, i]
         hexes = ax.hexbin(true[:, i], predicted[:, i], gridsize=24, extent=(1, 7, 1, 7), mincnt=1, cmap="viridis")
         ax.plot([1, 7], [1, 7], color="0.5", lw=1, ls="--")
-        ax.set(xlim=(1, 7), ylim=(1, 7), aspect="equal", xlabel=f"true {name}", ylabel=f"predicted {name}",
-               title=f"{name}: CCC {metrics['ccc'][name]:.3f}")
-        fig.colorbar(hexes, ax=ax, shrink=0.8, label="utterances").ax.yaxis.get_major_locator().set_params(
-            integer=True)
+        ax.set(
+            xlim=(1, 7),
+            ylim=(1, 7),
+            aspect="equal",
+            xlabel=f"true {name}",
+            ylabel=f"predicted {name}",
+            title=f"{name}: CCC {metrics['ccc'][name]:.3f}",
+        )
+        fig.colorbar(hexes, ax=ax, shrink=0.8, label="utterances").ax.yaxis.get_major_locator().set_params(integer=True)
     _save(fig, path)
 
 
@@ -151,8 +159,15 @@ def error_by_bin(predicted: np.ndarray, true: np.ndarray, width: float = 0.5) ->
         error = predicted[:, i] - true[:, i]
         for b in np.unique(bins):
             e = error[bins == b]
-            rows.append({"dimension": name, "centre": edges[b] + width / 2, "n": len(e), "mean_error": e.mean(),
-                         "se": e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else np.nan})
+            rows.append(
+                {
+                    "dimension": name,
+                    "centre": edges[b] + width / 2,
+                    "n": len(e),
+                    "mean_error": e.mean(),
+                    "se": e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -162,13 +177,24 @@ def plot_bias(predictions: pd.DataFrame, path: Path) -> None:
     ax = axes[0, 0]
     for offset, name in zip((-0.08, 0.0, 0.08), DIMENSIONS):
         rows = table[table["dimension"] == name]
-        ax.errorbar(rows["centre"] + offset, rows["mean_error"], yerr=rows["se"].fillna(0), fmt="o-",
-                    color=COLOURS[name], ms=4, capsize=2, label=name)
+        ax.errorbar(
+            rows["centre"] + offset,
+            rows["mean_error"],
+            yerr=rows["se"].fillna(0),
+            fmt="o-",
+            color=COLOURS[name],
+            ms=4,
+            capsize=2,
+            label=name,
+        )
     ax.axhline(0, color="0.4", lw=1)
     ax.axvline(4, color="0.8", lw=1, ls=":")
-    ax.set(xlabel="true value (bins of 0.5; 4 = scale midpoint)", ylabel="mean error, predicted - true",
-           title="error by true value (positive at the low end, negative at the high end = pull to the middle)",
-           xlim=(1, 7))
+    ax.set(
+        xlabel="true value (bins of 0.5; 4 = scale midpoint)",
+        ylabel="mean error, predicted - true",
+        title="error by true value (positive at the low end, negative at the high end = pull to the middle)",
+        xlim=(1, 7),
+    )
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     _save(fig, path)
@@ -204,12 +230,16 @@ def plot_confusion(predictions: pd.DataFrame, metrics: dict[str, Any], regions: 
     if len(used) <= 20:
         for (r, c), n in np.ndenumerate(counts):
             if n:
-                ax.text(c, r, str(n), ha="center", va="center", fontsize=7,
-                        color="white" if rates[r, c] > 0.5 else "black")
+                ax.text(
+                    c, r, str(n), ha="center", va="center", fontsize=7, color="white" if rates[r, c] > 0.5 else "black"
+                )
     source = "region head" if region["source"] == "classifier" else "regions of the predicted values"
-    ax.set(xlabel=f"predicted ({source})", ylabel="true",
-           title=f"{region['region_set']}: accuracy {region['accuracy']:.3f}, macro-F1 {region['macro_f1']:.3f}, "
-                 f"UAR {region['uar']:.3f}")
+    ax.set(
+        xlabel=f"predicted ({source})",
+        ylabel="true",
+        title=f"{region['region_set']}: accuracy {region['accuracy']:.3f}, macro-F1 {region['macro_f1']:.3f}, "
+        f"UAR {region['uar']:.3f}",
+    )
     ax.title.set_fontsize(9)
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true region's utterances")
     _save(fig, path)
@@ -221,8 +251,11 @@ def _octant_cells() -> list[tuple[float, float, str]]:
     cells = []
     for phi in (-135.0, -45.0, 45.0, 135.0):
         for theta in (45.0, 135.0):
-            a, v, d = (np.sin(np.radians(theta)) * np.cos(np.radians(phi)), np.cos(np.radians(theta)),
-                       np.sin(np.radians(theta)) * np.sin(np.radians(phi)))
+            a, v, d = (
+                np.sin(np.radians(theta)) * np.cos(np.radians(phi)),
+                np.cos(np.radians(theta)),
+                np.sin(np.radians(theta)) * np.sin(np.radians(phi)),
+            )
             point = 4 + 3 * np.array([a, v, d])  # back to the 1-7 scale
             cells.append((phi, theta, octants.class_names[int(octants.assign(point))]))
     return cells
@@ -244,11 +277,26 @@ def plot_sphere(predictions: pd.DataFrame, region_set: str, path: Path) -> None:
             ax.axvline(line, color="0.3", lw=1)
         ax.axhline(90, color="0.3", lw=1)
         for cell_phi, cell_theta, name in _octant_cells():
-            ax.text(cell_phi, cell_theta, name, ha="center", va="center", fontsize=13, color="0.55", alpha=0.6,
-                    fontweight="bold")
-        ax.set(xlim=(-180, 180), ylim=(180, 0), xticks=range(-180, 181, 90), yticks=range(0, 181, 45),
-               xlabel="azimuth phi = atan2(D, A) (degrees)", ylabel="polar theta = arccos(V / r) (degrees)",
-               title=f"{title} (V+ at the top; A+ for |phi| < 90, D+ for phi > 0)")
+            ax.text(
+                cell_phi,
+                cell_theta,
+                name,
+                ha="center",
+                va="center",
+                fontsize=13,
+                color="0.55",
+                alpha=0.6,
+                fontweight="bold",
+            )
+        ax.set(
+            xlim=(-180, 180),
+            ylim=(180, 0),
+            xticks=range(-180, 181, 90),
+            yticks=range(0, 181, 45),
+            xlabel="azimuth phi = atan2(D, A) (degrees)",
+            ylabel="polar theta = arccos(V / r) (degrees)",
+            title=f"{title} (V+ at the top; A+ for |phi| < 90, D+ for phi > 0)",
+        )
         ax.title.set_fontsize(9)
     fig.colorbar(points, ax=axes[0, :].tolist(), shrink=0.8, label="intensity r (centred)")
     _save(fig, path)
@@ -263,8 +311,14 @@ def plot_projections(predictions: pd.DataFrame, path: Path) -> None:
         ax.scatter(predicted[:, x], predicted[:, y], s=5, color="#d62728", alpha=0.6, label="predictions")
         ax.axvline(4, color="0.3", lw=1)
         ax.axhline(4, color="0.3", lw=1)
-        ax.set(xlim=(1, 7), ylim=(1, 7), aspect="equal", xlabel=DIMENSIONS[x], ylabel=DIMENSIONS[y],
-               title=f"{DIMENSIONS[x]} - {DIMENSIONS[y]}")
+        ax.set(
+            xlim=(1, 7),
+            ylim=(1, 7),
+            aspect="equal",
+            xlabel=DIMENSIONS[x],
+            ylabel=DIMENSIONS[y],
+            title=f"{DIMENSIONS[x]} - {DIMENSIONS[y]}",
+        )
         ax.legend(fontsize=7, loc="lower right", markerscale=2)
     _save(fig, path)
 
@@ -290,8 +344,12 @@ def plot_groups(genders: pd.DataFrame | None, speakers: pd.DataFrame | None, pat
         names = [*DIMENSIONS, "mean"]
         width = 0.8 / len(genders)
         for k, (_, row) in enumerate(genders.iterrows()):
-            ax.bar(np.arange(len(names)) + (k - (len(genders) - 1) / 2) * width, [row[n] for n in names], width,
-                   label=f"{row['Gender']} (n={row['n']})")
+            ax.bar(
+                np.arange(len(names)) + (k - (len(genders) - 1) / 2) * width,
+                [row[n] for n in names],
+                width,
+                label=f"{row['Gender']} (n={row['n']})",
+            )
         ax.set_xticks(range(len(names)), names)
         ax.set(ylabel="CCC", title="CCC per gender")
         ax.legend(fontsize=7)
@@ -300,12 +358,16 @@ def plot_groups(genders: pd.DataFrame | None, speakers: pd.DataFrame | None, pat
         names = [*DIMENSIONS, "mean"]
         rng = np.random.default_rng(0)
         for i, name in enumerate(names):
-            ax.scatter(i + rng.uniform(-0.15, 0.15, len(speakers)), speakers[name], s=12, color=COLOURS[name],
-                       alpha=0.7)
+            ax.scatter(
+                i + rng.uniform(-0.15, 0.15, len(speakers)), speakers[name], s=12, color=COLOURS[name], alpha=0.7
+            )
             ax.plot([i - 0.25, i + 0.25], [speakers[name].median()] * 2, color="black", lw=2)
         ax.set_xticks(range(len(names)), names)
-        ax.set(ylabel="CCC", title=f"CCC per speaker ({len(speakers)} speakers with >= "
-                                   f"{MIN_SPEAKER_UTTERANCES} utterances; bar = median)")
+        ax.set(
+            ylabel="CCC",
+            title=f"CCC per speaker ({len(speakers)} speakers with >= "
+            f"{MIN_SPEAKER_UTTERANCES} utterances; bar = median)",
+        )
         ax.title.set_fontsize(9)
     _save(fig, path)
 
@@ -317,31 +379,60 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", border=0, classes="numbers")
 
 
-def _page(title: str, facts: dict[str, Any], metrics: dict[str, Any], figures: list[Figure], output: Path,
-          extra_tables: list[tuple[str, str]]) -> str:
+def _page(
+    title: str,
+    facts: dict[str, Any],
+    metrics: dict[str, Any],
+    figures: list[Figure],
+    output: Path,
+    extra_tables: list[tuple[str, str]],
+) -> str:
     ccc_row = pd.DataFrame([{**{k: metrics["ccc"][k] for k in (*DIMENSIONS, "mean")}}])
     region = metrics["region"]
-    region_row = pd.DataFrame([{"region set": region["region_set"], "source": region["source"],
-                                "accuracy": region["accuracy"], "macro-F1": region["macro_f1"], "UAR": region["uar"]}])
+    region_row = pd.DataFrame(
+        [
+            {
+                "region set": region["region_set"],
+                "source": region["source"],
+                "accuracy": region["accuracy"],
+                "macro-F1": region["macro_f1"],
+                "UAR": region["uar"],
+            }
+        ]
+    )
     parts = [f"<h1>{html.escape(title)}</h1>", "<table class='facts'>"]
     parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()]
-    parts += ["</table>", f"<h2>{html.escape(metrics['split'])} (n={metrics['n']})</h2>",
-              "<p>CCC on the 1-7 scale over the whole split:</p>", _table(ccc_row), _table(region_row)]
+    parts += [
+        "</table>",
+        f"<h2>{html.escape(metrics['split'])} (n={metrics['n']})</h2>",
+        "<p>CCC on the 1-7 scale over the whole split:</p>",
+        _table(ccc_row),
+        _table(region_row),
+    ]
     if metrics.get("skipped"):
-        parts.append(f"<p>{len(metrics['skipped'])} file(s) could not be predicted and are left out "
-                     "(listed in metrics.json).</p>")
+        parts.append(
+            f"<p>{len(metrics['skipped'])} file(s) could not be predicted and are left out "
+            "(listed in metrics.json).</p>"
+        )
     for figure in figures:
         data = base64.b64encode((output / figure.file).read_bytes()).decode("ascii")
-        parts += [f"<h2>{html.escape(figure.title)}</h2>", f"<p>{html.escape(figure.caption)}</p>",
-                  f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>",
-                  f"<p class='file'>{html.escape(figure.file)}</p>"]
+        parts += [
+            f"<h2>{html.escape(figure.title)}</h2>",
+            f"<p>{html.escape(figure.caption)}</p>",
+            f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>",
+            f"<p class='file'>{html.escape(figure.file)}</p>",
+        ]
     for heading, body in extra_tables:
         parts += [f"<h2>{html.escape(heading)}</h2>", body]
-    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;color:#222}img{max-width:100%}"
-             "table{border-collapse:collapse;margin:0.5em 0}td,th{padding:2px 10px;text-align:right}"
-             "table.facts th{text-align:left}.file{color:#888;font-size:80%}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1400px;margin:2em auto;color:#222}img{max-width:100%}"
+        "table{border-collapse:collapse;margin:0.5em 0}td,th{padding:2px 10px;text-align:right}"
+        "table.facts th{text-align:left}.file{color:#888;font-size:80%}"
+    )
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
 
 
 def _speaker_table(run_dir: Path, config: RunConfig, files: pd.Series) -> pd.DataFrame | None:
@@ -359,8 +450,14 @@ def _speaker_table(run_dir: Path, config: RunConfig, files: pd.Series) -> pd.Dat
         return None
 
 
-def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split: str | None = None,
-                 batch_size: int = 16, device: str = "cpu") -> Path:
+def write_report(
+    run_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    split: str | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> Path:
     """Write the PNGs and ``report.html`` of ``run_dir`` for ``split`` (default: the run's development
     split) to ``output``; returns the HTML's path."""
     run_dir, output = Path(run_dir), Path(output)
@@ -373,28 +470,46 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split
 
     figures = []
     if plot_curves(log, epochs, aux_weights(epochs, config.objective), output / "curves.png"):
-        figures.append(Figure("curves.png", "Training curves",
-                              "Losses per logged step (train) and per epoch (dev); development CCC per dimension "
-                              "per epoch; the weight of the auxiliary region loss in each epoch."))
+        figures.append(
+            Figure(
+                "curves.png",
+                "Training curves",
+                "Losses per logged step (train) and per epoch (dev); development CCC per dimension "
+                "per epoch; the weight of the auxiliary region loss in each epoch.",
+            )
+        )
     plot_scatter(predictions, metrics, output / "scatter.png")
     plot_bias(predictions, output / "bias.png")
-    plot_confusion(predictions, metrics, RegionSet(config.model.regions, config.model.origin_radius),
-                   output / "confusion.png")
+    plot_confusion(
+        predictions, metrics, RegionSet(config.model.regions, config.model.origin_radius), output / "confusion.png"
+    )
     plot_sphere(predictions, metrics["region"]["region_set"], output / "sphere.png")
     plot_projections(predictions, output / "projections.png")
     figures += [
         Figure("scatter.png", "Predicted against true", "One hexbin per dimension; dashed: perfect prediction."),
-        Figure("bias.png", "Error by true value",
-               "Mean of predicted - true in 0.5-wide bins of the true value, with its standard error."),
-        Figure("confusion.png", "Region confusion matrix",
-               "Rows: true region (from the labels); columns: predicted region; colour: share of the row; numbers: "
-               "utterances."),
-        Figure("sphere.png", "Labels and predictions on the sphere",
-               "Azimuth-polar map of the centred point (a, v, d) = 2 (x - 1) / 6 - 1; black lines: octant "
-               "boundaries (A = 4 at phi = +-90, D = 4 at phi = 0 and +-180, V = 4 at theta = 90); grey grid: the "
-               "run's sphereN region set; colour: intensity r."),
-        Figure("projections.png", "Labels and predictions on the planes",
-               "Grey: labels; red: predictions; lines at the scale midpoint 4 (the octant boundaries)."),
+        Figure(
+            "bias.png",
+            "Error by true value",
+            "Mean of predicted - true in 0.5-wide bins of the true value, with its standard error.",
+        ),
+        Figure(
+            "confusion.png",
+            "Region confusion matrix",
+            "Rows: true region (from the labels); columns: predicted region; colour: share of the row; numbers: "
+            "utterances.",
+        ),
+        Figure(
+            "sphere.png",
+            "Labels and predictions on the sphere",
+            "Azimuth-polar map of the centred point (a, v, d) = 2 (x - 1) / 6 - 1; black lines: octant "
+            "boundaries (A = 4 at phi = +-90, D = 4 at phi = 0 and +-180, V = 4 at theta = 90); grey grid: the "
+            "run's sphereN region set; colour: intensity r.",
+        ),
+        Figure(
+            "projections.png",
+            "Labels and predictions on the planes",
+            "Grey: labels; red: predictions; lines at the scale midpoint 4 (the octant boundaries).",
+        ),
     ]
     extra = []
     speakers_table = _speaker_table(run_dir, config, predictions["FileName"])
@@ -406,17 +521,28 @@ def write_report(run_dir: str | os.PathLike, output: str | os.PathLike, *, split
         speakers = group_ccc(known, "SpkrID", MIN_SPEAKER_UTTERANCES) if "SpkrID" in groups else None
         if any(g is not None and not g.empty for g in (genders, speakers)):
             plot_groups(genders, speakers, output / "groups.png")
-            figures.append(Figure("groups.png", "CCC per gender and per speaker",
-                                  "CCC within each group on the 1-7 scale."))
+            figures.append(
+                Figure("groups.png", "CCC per gender and per speaker", "CCC within each group on the 1-7 scale.")
+            )
         if genders is not None and not genders.empty:
             extra.append(("CCC per gender", _table(genders)))
         if speakers is not None and not speakers.empty:
-            extra.append((f"CCC per speaker (>= {MIN_SPEAKER_UTTERANCES} utterances), lowest mean first",
-                          _table(speakers.sort_values("mean"))))
+            extra.append(
+                (
+                    f"CCC per speaker (>= {MIN_SPEAKER_UTTERANCES} utterances), lowest mean first",
+                    _table(speakers.sort_values("mean")),
+                )
+            )
     best = epochs["dev/ccc_mean"].idxmax() if "dev/ccc_mean" in epochs and epochs["dev/ccc_mean"].notna().any() else "-"
-    facts = {"run": run_dir.resolve(), "encoder": config.model.encoder.name, "pooling": config.model.pooling,
-             "regions": config.model.regions, "auxiliary weight": config.objective.aux_schedule,
-             "epochs logged": len(epochs), "best epoch (dev mean CCC)": best}
+    facts = {
+        "run": run_dir.resolve(),
+        "encoder": config.model.encoder.name,
+        "pooling": config.model.pooling,
+        "regions": config.model.regions,
+        "auxiliary weight": config.objective.aux_schedule,
+        "epochs logged": len(epochs),
+        "best epoch (dev mean CCC)": best,
+    }
     page = _page(f"emosphere report: {run_dir.name}", facts, metrics, figures, output, extra)
     write_text_atomic(output / "report.html", page)
     return output / "report.html"

@@ -65,7 +65,8 @@ def epoch_metrics(log: pd.DataFrame) -> pd.DataFrame:
 def split_rows(run_dir: str | os.PathLike, split: str) -> pd.DataFrame:
     """The prepared rows of ``split``: from the run's ``labels.csv`` when it has them, else prepared
     from the corpus the run's config names (as ``emosphere evaluate`` does)."""
-    from .labels import Corpus, prepare_labels, split as rows_of
+    from .labels import Corpus, prepare_labels
+    from .labels import split as rows_of
     from .sphere import RegionSet
 
     run_dir = Path(run_dir)
@@ -76,28 +77,34 @@ def split_rows(run_dir: str | os.PathLike, split: str) -> pd.DataFrame:
     config = open_run(run_dir)
     data, model = config.data, config.model
     corpus = Corpus.at(data.corpus or ".", data.labels, data.audio_dir)
-    table = prepare_labels(corpus, RegionSet(model.regions, model.origin_radius), keep_other=data.keep_other,
-                           progress=False)
+    table = prepare_labels(
+        corpus, RegionSet(model.regions, model.origin_radius), keep_other=data.keep_other, progress=False
+    )
     return rows_of(table, split)
 
 
-def evaluation(run_dir: str | os.PathLike, split: str, *, batch_size: int = 16,
-               device: str = "cpu") -> tuple[dict[str, Any], pd.DataFrame]:
+def evaluation(
+    run_dir: str | os.PathLike, split: str, *, batch_size: int = 16, device: str = "cpu"
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Metrics and ``predictions_full.csv`` of ``eval_<split>/``; when they are missing or older
     than the run's ``model/``, the model is evaluated on the split (:func:`split_rows`) and the
     folder is written."""
     run_dir = Path(run_dir)
     output = run_dir / f"eval_{split}"
     metrics_path, weights = output / "metrics.json", run_dir / "model" / "model.safetensors"
-    if (metrics_path.is_file() and (output / "predictions_full.csv").is_file()
-            and (not weights.is_file() or metrics_path.stat().st_mtime >= weights.stat().st_mtime)):
+    if (
+        metrics_path.is_file()
+        and (output / "predictions_full.csv").is_file()
+        and (not weights.is_file() or metrics_path.stat().st_mtime >= weights.stat().st_mtime)
+    ):
         return json.loads(metrics_path.read_text()), read_table(output / "predictions_full.csv")
     from .evaluate import evaluate, write_evaluation
     from .model import EmoSphereSER
 
     if not (run_dir / "model").exists():
-        raise FileNotFoundError(f"{run_dir}: no model to evaluate split {split!r} with (the run did not finish "
-                                "training?)")
+        raise FileNotFoundError(
+            f"{run_dir}: no model to evaluate split {split!r} with (the run did not finish training?)"
+        )
     rows = split_rows(run_dir, split)
     model = EmoSphereSER.from_pretrained(run_dir / "model", device=device)
     metrics, predictions = evaluate(model, rows, split=split, batch_size=batch_size, device=device)

@@ -42,8 +42,14 @@ class OnnxModel:
         self.outputs: list[str] = [o.name for o in session.get_outputs()]
 
     @classmethod
-    def load(cls, path: str | os.PathLike, providers: list[str] | None = None, *,
-             threads: int | None = None, spinning: bool = True) -> "OnnxModel":
+    def load(
+        cls,
+        path: str | os.PathLike,
+        providers: list[str] | None = None,
+        *,
+        threads: int | None = None,
+        spinning: bool = True,
+    ) -> OnnxModel:
         """Open ``path`` on ``providers`` (default CPU; e.g. ``["CUDAExecutionProvider",
         "CPUExecutionProvider"]``); providers onnxruntime lacks are skipped with a warning.
         ``threads``: intra-op threads (default: onnxruntime's, one per physical core);
@@ -80,8 +86,9 @@ class OnnxModel:
         waveform = np.ascontiguousarray(waveform, dtype=np.float32)
         lengths = np.ascontiguousarray(lengths, dtype=np.int64)
         if waveform.ndim != 2 or lengths.shape != waveform.shape[:1]:
-            raise ValueError(f"expected waveform (batch, samples) and lengths (batch,), got "
-                             f"{waveform.shape} and {lengths.shape}")
+            raise ValueError(
+                f"expected waveform (batch, samples) and lengths (batch,), got {waveform.shape} and {lengths.shape}"
+            )
         if len(lengths) and (lengths.min() < 0 or lengths.max() > waveform.shape[1]):
             raise ValueError(f"lengths must lie in [0, {waveform.shape[1]}] (the padded length)")
         results = self.session.run(None, {"waveform": waveform, "lengths": lengths})

@@ -43,7 +43,7 @@ from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Annotated, Any
 
 import python_multipart  # noqa: F401  (FastAPI needs it for uploads; missing, it is an ImportError here)
 import soundfile as sf
@@ -89,8 +89,10 @@ class Settings:
             raise InputError(f"need batch size >= 1 and max pending >= 1, got {self.batch_size} and {self.max_pending}")
         limits = (self.batch_wait, self.max_upload_mb, self.max_seconds)
         if not all(map(math.isfinite, limits)) or self.batch_wait < 0 or min(limits[1:]) <= 0:
-            raise InputError("need a finite batch wait >= 0 and finite upload and duration limits > 0, got "
-                             f"{self.batch_wait} s, {self.max_upload_mb} MiB and {self.max_seconds} s")
+            raise InputError(
+                "need a finite batch wait >= 0 and finite upload and duration limits > 0, got "
+                f"{self.batch_wait} s, {self.max_upload_mb} MiB and {self.max_seconds} s"
+            )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -157,7 +159,7 @@ class Batcher:
             pool = [(item, future) for item, future in pool if future.set_running_or_notify_cancel()]
             try:
                 results = list(predict_pool(self.backend, [item for item, _ in pool], self.settings.batch_size))
-            except Exception as error:  # noqa: BLE001 - answer the requests; the worker goes on
+            except Exception as error:
                 log.exception("the model failed on a pool of %d uploads", len(pool))
                 for _, future in pool:
                     future.set_exception(error)
@@ -185,9 +187,12 @@ class Values(BaseModel):
     r: float = Field(description="intensity: distance of the centred point 2 (x - 1) / 6 - 1 from the centre, >= 0")
     theta: float = Field(description="polar angle from the positive valence axis, radians in [0, pi]")
     phi: float = Field(description="azimuth atan2(dominance, arousal) of the centred point, radians in (-pi, pi]")
-    region: str | None = Field(description="the most probable region of the emotion sphere (null without a region head)")
+    region: str | None = Field(
+        description="the most probable region of the emotion sphere (null without a region head)"
+    )
     region_probabilities: dict[str, float] | None = Field(
-        description="probability of each region, by name (null without a region head)")
+        description="probability of each region, by name (null without a region head)"
+    )
 
 
 class Upload(BaseModel):
@@ -199,7 +204,8 @@ class FileValues(Values, Upload):  # fields in the order file, Values, windows
 
     windows: list[Values] = Field(
         description=f"one entry per window, in time order, for audio longer than one window ({WINDOW_SECONDS:g} s "
-                    f"windows every {HOP_SECONDS:g} s); empty otherwise")
+        f"windows every {HOP_SECONDS:g} s); empty otherwise"
+    )
 
 
 class Health(BaseModel):
@@ -228,8 +234,11 @@ def as_values(row: dict[str, Any], region_names: list[str]) -> dict[str, Any]:
 
 def as_json(prediction: Prediction, region_names: list[str]) -> dict[str, Any]:
     file_row, *window_rows = prediction.table(region_names).to_dict("records")
-    return {"file": prediction.name, **as_values(file_row, region_names),
-            "windows": [as_values(row, region_names) for row in window_rows]}
+    return {
+        "file": prediction.name,
+        **as_values(file_row, region_names),
+        "windows": [as_values(row, region_names) for row in window_rows],
+    }
 
 
 # --- uploads -----------------------------------------------------------------------------------
@@ -243,16 +252,18 @@ def decode_upload(index: int, name: str, data: bytes, *, min_samples: int, max_s
             if not plausible_rate(f.samplerate):  # as emosphere predict refuses it
                 raise HTTPException(422, f"{name}: implausible sample rate {f.samplerate} Hz")
             if f.frames > max_seconds * f.samplerate:
-                raise HTTPException(413, f"{name}: {f.frames / f.samplerate:.1f} s of audio; "
-                                         f"the limit is {max_seconds:g} s")
+                raise HTTPException(
+                    413, f"{name}: {f.frames / f.samplerate:.1f} s of audio; the limit is {max_seconds:g} s"
+                )
             samples, rate = f.read(dtype="float32", always_2d=True), f.samplerate
     except HTTPException:
         raise
-    except Exception as error:  # noqa: BLE001 - whatever soundfile cannot read is the upload's fault
+    except Exception as error:
         reason = getattr(error, "error_string", None) or f"{type(error).__name__}: {error}"
         raise HTTPException(422, f"{name}: not audio that soundfile can read ({reason})") from error
-    entry = decode(index, ArraySource(name, samples, rate), min_samples=min_samples,
-                   window=WINDOW_SECONDS, hop=HOP_SECONDS)
+    entry = decode(
+        index, ArraySource(name, samples, rate), min_samples=min_samples, window=WINDOW_SECONDS, hop=HOP_SECONDS
+    )
     if isinstance(entry, Failure):
         raise HTTPException(422, f"{name}: {entry.error}")
     return entry
@@ -305,9 +316,15 @@ def create_app(backend: Backend, settings: Settings | None = None, model_name: s
         yield
         batcher.stop()
 
-    app = FastAPI(title="emosphere", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Arousal, valence and dominance (1-7) and the region of the emotion sphere "
-                              "for uploaded speech. See docs/serve.md.")
+    app = FastAPI(
+        title="emosphere",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Arousal, valence and dominance (1-7) and the region of the emotion sphere "
+        "for uploaded speech. See docs/serve.md.",
+    )
     app.state.batcher = batcher
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
@@ -318,26 +335,48 @@ def create_app(backend: Backend, settings: Settings | None = None, model_name: s
 
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "model": model_name, "region_names": region_names,
-                "window_seconds": WINDOW_SECONDS, "hop_seconds": HOP_SECONDS, "settings": asdict(settings),
-                "max_upload_bytes": settings.max_upload_bytes, "pending": batcher.pending,
-                "pools": batcher.pools, "requests": batcher.requests}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "model": model_name,
+            "region_names": region_names,
+            "window_seconds": WINDOW_SECONDS,
+            "hop_seconds": HOP_SECONDS,
+            "settings": asdict(settings),
+            "max_upload_bytes": settings.max_upload_bytes,
+            "pending": batcher.pending,
+            "pools": batcher.pools,
+            "requests": batcher.requests,
+        }
 
-    errors = {code: {"description": text, "content": {"application/json": {"example": {"detail": "reason"}}}}
-              for code, text in [(400, "empty upload"), (413, "upload or audio over the limits"),
-                                 (422, "not audio, too short, or no file field"),
-                                 (503, "too many uploads waiting; retry later")]}
+    errors = {
+        code: {"description": text, "content": {"application/json": {"example": {"detail": "reason"}}}}
+        for code, text in [
+            (400, "empty upload"),
+            (413, "upload or audio over the limits"),
+            (422, "not audio, too short, or no file field"),
+            (503, "too many uploads waiting; retry later"),
+        ]
+    }
 
     @app.post("/predict", response_model=FileValues, responses=errors)
-    async def predict(file: UploadFile = File(description="an audio file in any format soundfile reads")) -> Any:
+    async def predict(
+        file: Annotated[UploadFile, File(description="an audio file in any format soundfile reads")],
+    ) -> Any:
         """Arousal, valence and dominance of the uploaded audio (the duration-weighted aggregate of
         its windows), its region of the emotion sphere, and each window's values for long audio."""
         data = await file.read()
         name = file.filename or "upload"
         if not data:
             raise HTTPException(400, f"{name}: empty upload (the file field holds no bytes)")
-        item = await run_in_threadpool(decode_upload, next(upload_ids), name, data,
-                                       min_samples=backend.min_samples, max_seconds=settings.max_seconds)
+        item = await run_in_threadpool(
+            decode_upload,
+            next(upload_ids),
+            name,
+            data,
+            min_samples=backend.min_samples,
+            max_seconds=settings.max_seconds,
+        )
         try:
             future = batcher.submit(item)
         except Busy:

@@ -50,8 +50,14 @@ SCALE_MIN, SCALE_MAX = 1.0, 7.0
 OCTANT_NAMES = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII")
 # Signs (A, V, D) of each octant, in class order.
 _OCTANT_SIGNS = (
-    (+1, +1, +1), (-1, +1, +1), (-1, -1, +1), (+1, -1, +1),
-    (+1, +1, -1), (-1, +1, -1), (-1, -1, -1), (+1, -1, -1),
+    (+1, +1, +1),
+    (-1, +1, +1),
+    (-1, -1, +1),
+    (+1, -1, +1),
+    (+1, +1, -1),
+    (-1, +1, -1),
+    (-1, -1, -1),
+    (+1, -1, -1),
 )
 # _OCTANT_LOOKUP[a >= 0, v >= 0, d >= 0] is the octant's class index.
 _OCTANT_LOOKUP = np.zeros((2, 2, 2), dtype=np.int64)
@@ -114,8 +120,7 @@ class RegionSet:
         grid = self.name.startswith("sphere") and self.name[6:] in {str(d) for d in GRID_DELTAS}
         if self.name != "octant" and not grid:
             raise ValueError(
-                f"unknown region set {self.name!r}: use 'octant' or 'sphere30', 'sphere45', "
-                "'sphere60', 'sphere90'"
+                f"unknown region set {self.name!r}: use 'octant' or 'sphere30', 'sphere45', 'sphere60', 'sphere90'"
             )
         if self.origin_radius < 0:
             raise ValueError("origin_radius must be >= 0")

@@ -69,8 +69,7 @@ class WindowOutputs(Metric):
         for name in ("owner", "spans", "avd", "logits"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, owner: torch.Tensor, spans: torch.Tensor, avd: torch.Tensor,
-               logits: torch.Tensor | None) -> None:
+    def update(self, owner: torch.Tensor, spans: torch.Tensor, avd: torch.Tensor, logits: torch.Tensor | None) -> None:
         self.owner.append(owner)
         self.spans.append(spans)
         self.avd.append(avd.float())
@@ -78,8 +77,10 @@ class WindowOutputs(Metric):
             self.logits.append(logits.float())
 
     def compute(self) -> dict[str, np.ndarray | None]:
-        return {name: dim_zero_cat(getattr(self, name)).cpu().numpy() if len(getattr(self, name)) else None
-                for name in ("owner", "spans", "avd", "logits")}
+        return {
+            name: dim_zero_cat(getattr(self, name)).cpu().numpy() if len(getattr(self, name)) else None
+            for name in ("owner", "spans", "avd", "logits")
+        }
 
 
 class EmoSphereTask(L.LightningModule):
@@ -87,8 +88,9 @@ class EmoSphereTask(L.LightningModule):
     :func:`emosphere.evaluate.score` over the files of ``dev_rows``, predicted through the
     inference core (windows, clipping, aggregation) as ``emosphere evaluate`` predicts them."""
 
-    def __init__(self, model: EmoSphereSER, config: RunConfig, class_weights: np.ndarray | None,
-                 dev_rows: pd.DataFrame) -> None:
+    def __init__(
+        self, model: EmoSphereSER, config: RunConfig, class_weights: np.ndarray | None, dev_rows: pd.DataFrame
+    ) -> None:
         super().__init__()
         self.model = model
         self.config = config
@@ -109,13 +111,17 @@ class EmoSphereTask(L.LightningModule):
         # The CCC loss is a per-batch statistic: each accumulation micro-batch loaded into this
         # batch (trainer.micro_batches_per_step) keeps its own loss. Their sum over the configured
         # count, with Lightning accumulating that many fewer steps, is the gradient of the plain loop.
-        groups = [slice(None)] if batch.micro_batch is None else [
-            batch.micro_batch == g for g in range(int(batch.micro_batch.max()) + 1)]
+        groups = (
+            [slice(None)]
+            if batch.micro_batch is None
+            else [batch.micro_batch == g for g in range(int(batch.micro_batch.max()) + 1)]
+        )
         loss_ccc = torch.stack([ccc_loss(out.avd[g], batch.avd[g]) for g in groups])
         loss = loss_ccc
         if weight > 0:
-            loss_aux = torch.stack([region_loss(out.region_logits[g], batch.region[g], self.class_weights)
-                                    for g in groups])
+            loss_aux = torch.stack(
+                [region_loss(out.region_logits[g], batch.region[g], self.class_weights) for g in groups]
+            )
             loss = loss + weight * loss_aux
             self.log("train/aux_loss", loss_aux.mean(), batch_size=len(batch.lengths))
         size = len(batch.lengths)
@@ -136,8 +142,10 @@ class EmoSphereTask(L.LightningModule):
         windows = self.dev_windows.compute()
         self.dev_windows.reset()
         if windows["owner"] is None:
-            raise LabelError(f"split {self.config.data.dev_split!r}: no file could be predicted for the "
-                             "development metrics (see the warnings above)")
+            raise LabelError(
+                f"split {self.config.data.dev_split!r}: no file could be predicted for the "
+                "development metrics (see the warnings above)"
+            )
         probs = None if windows["logits"] is None else softmax(windows["logits"].astype(np.float64))
         predictions = group(windows["owner"], windows["spans"], windows["avd"], probs, self.dev_rows["path"])
         indices = sorted(predictions)
@@ -186,28 +194,42 @@ class EmoSphereData(L.LightningDataModule):
     def _batch_order(self) -> dict[str, Any]:
         """The settings an epoch's batches depend on (beside the number of processes)."""
         c = self.config
-        return {"data.batch_size": c.data.batch_size, "data.bucket_by_length": c.data.bucket_by_length,
-                "data.max_seconds": c.data.max_seconds, "trainer.seed": c.trainer.seed,
-                "trainer.micro_batches_per_step": c.trainer.micro_batches_per_step}
+        return {
+            "data.batch_size": c.data.batch_size,
+            "data.bucket_by_length": c.data.bucket_by_length,
+            "data.max_seconds": c.data.max_seconds,
+            "trainer.seed": c.trainer.seed,
+            "trainer.micro_batches_per_step": c.trainer.micro_batches_per_step,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["batches"]:  # mid-epoch: the rest of the epoch is found by skipping the batches done
             if state["processes"] != self.trainer.world_size:
-                raise ConfigError(f"the checkpoint stopped mid-epoch in a run of {state['processes']} processes; "
-                                  f"resume it with as many (trainer.devices x trainer.num_nodes), not "
-                                  f"{self.trainer.world_size}")
+                raise ConfigError(
+                    f"the checkpoint stopped mid-epoch in a run of {state['processes']} processes; "
+                    f"resume it with as many (trainer.devices x trainer.num_nodes), not "
+                    f"{self.trainer.world_size}"
+                )
             for key, value in self._batch_order().items():
                 if state[key] != value:
-                    raise ConfigError(f"{key}: the checkpoint stopped mid-epoch with {state[key]!r}; resume it "
-                                      f"with the same value, not {value!r} (the rest of its epoch depends on it)")
+                    raise ConfigError(
+                        f"{key}: the checkpoint stopped mid-epoch with {state[key]!r}; resume it "
+                        f"with the same value, not {value!r} (the rest of its epoch depends on it)"
+                    )
         self.position = {"epoch": state["epoch"], "batches": state["batches"]}
 
     def train_dataloader(self):
         cfg = self.config.data
         loader = data.loader(
-            self.train_rows, batch_size=cfg.batch_size, max_seconds=cfg.max_seconds,
-            bucket=cfg.bucket_by_length, num_workers=cfg.num_workers, seed=self.config.trainer.seed,
-            num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, min_samples=self.min_samples,
+            self.train_rows,
+            batch_size=cfg.batch_size,
+            max_seconds=cfg.max_seconds,
+            bucket=cfg.bucket_by_length,
+            num_workers=cfg.num_workers,
+            seed=self.config.trainer.seed,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            min_samples=self.min_samples,
             micro_batches=self.config.trainer.micro_batches_per_step,
         )
         # Lightning draws the first epoch's batches before it calls set_epoch: set the epoch here.
@@ -215,12 +237,21 @@ class EmoSphereData(L.LightningDataModule):
         return loader
 
     def val_dataloader(self):
-        windows = data.InferenceWindows(self.dev_rows["path"].tolist(), batch_size=self.config.data.batch_size,
-                                        min_samples=self.min_samples, num_replicas=self.trainer.world_size,
-                                        rank=self.trainer.global_rank)
+        windows = data.InferenceWindows(
+            self.dev_rows["path"].tolist(),
+            batch_size=self.config.data.batch_size,
+            min_samples=self.min_samples,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+        )
         workers = self.config.data.num_workers
-        return DataLoader(windows, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
-                          generator=torch.Generator().manual_seed(self.config.trainer.seed))  # see data.loader
+        return DataLoader(
+            windows,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.config.trainer.seed),
+        )  # see data.loader
 
 
 class RandomState(Callback):
@@ -228,8 +259,11 @@ class RandomState(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, task: L.LightningModule, checkpoint: dict) -> None:
         numpy = np.random.get_state()
-        state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-                 "numpy": (numpy[0], torch.from_numpy(numpy[1].astype(np.int64)), *numpy[2:])}
+        state = {
+            "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+            "numpy": (numpy[0], torch.from_numpy(numpy[1].astype(np.int64)), *numpy[2:]),
+        }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state()
         states = [state]
@@ -284,24 +318,47 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
     # steps. (Lightning's save_last skips epochs that bring no new best.) No -v1 copies of an old run's files.
     checkpoints = run_dir / "checkpoints"
     callbacks = [
-        ModelCheckpoint(dirpath=checkpoints, filename="best-{epoch:02d}", monitor=MONITOR, mode="max", save_top_k=1,
-                        auto_insert_metric_name=False, enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=checkpoints,
+            filename="best-{epoch:02d}",
+            monitor=MONITOR,
+            mode="max",
+            save_top_k=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
         ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
         RandomState(),
     ]
     if t.checkpoint_every_n_steps:
-        callbacks.append(ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False,
-                                         every_n_train_steps=t.checkpoint_every_n_steps))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoints,
+                filename="last",
+                enable_version_counter=False,
+                every_n_train_steps=t.checkpoint_every_n_steps,
+            )
+        )
     return L.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=_devices(t.devices), strategy=strategy,
-        num_nodes=t.num_nodes, precision=precision,
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=_devices(t.devices),
+        strategy=strategy,
+        num_nodes=t.num_nodes,
+        precision=precision,
         accumulate_grad_batches=config.optim.accumulate_grad_batches // t.micro_batches_per_step,
-        gradient_clip_val=config.optim.gradient_clip_val or None, callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()], default_root_dir=run_dir,
-        logger=[CSVLogger(run_dir, name="logs"),
-                TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False)],
+        gradient_clip_val=config.optim.gradient_clip_val or None,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=run_dir,
+        logger=[
+            CSVLogger(run_dir, name="logs"),
+            TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False),
+        ],
         log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.progress, use_distributed_sampler=False, num_sanity_val_steps=0,
+        enable_progress_bar=t.progress,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
     )
 
 
@@ -327,9 +384,13 @@ def train(config: RunConfig, *, resume: bool = False) -> Path | None:
     if stats_path.is_file():
         stats = AudioStats.load(stats_path)
     else:
-        stats = data.measure_stats(train_rows, max_files=cfg.stats_max_files,
-                                   seed=config.trainer.seed, num_workers=cfg.num_workers,
-                                   progress=config.trainer.progress)
+        stats = data.measure_stats(
+            train_rows,
+            max_files=cfg.stats_max_files,
+            seed=config.trainer.seed,
+            num_workers=cfg.num_workers,
+            progress=config.trainer.progress,
+        )
         stats.save(stats_path)
     model.set_stats(stats)
     model.run_config = config.to_dict()
@@ -362,6 +423,10 @@ def train(config: RunConfig, *, resume: bool = False) -> Path | None:
         task.load_state_dict(state)
     model_dir = run_dir / "model"
     model.cpu().save_pretrained(model_dir)
-    log.info("best %s = %.4f; model saved to %s", MONITOR,
-             float(trainer.checkpoint_callback.best_model_score or float("nan")), model_dir)
+    log.info(
+        "best %s = %.4f; model saved to %s",
+        MONITOR,
+        float(trainer.checkpoint_callback.best_model_score or float("nan")),
+        model_dir,
+    )
     return model_dir
