@@ -10,8 +10,9 @@ import torch
 from conftest import TINY_WAVLM, tiny_model_config
 
 from emosphere.audio import AudioStats
+from emosphere.encoder import Encoder
 from emosphere.errors import ModelError
-from emosphere.model import EmoSphereSER, Encoder
+from emosphere.model import EmoSphereSER
 from emosphere.pooling import POOLINGS
 
 LENGTHS = [16000, 9000, 4000, 400]

@@ -264,7 +264,7 @@ def encoder_min_samples(encoder: EncoderConfig) -> int:
             f"{key}: {encoder.name!r} is a {hf_config.model_type} model, not a wav2vec2-family "
             "speech encoder (WavLM, wav2vec2, HuBERT, data2vec-audio)"
         )
-    from .model import min_input_samples
+    from .encoder import min_input_samples
 
     return min_input_samples(hf_config)
 

@@ -285,7 +285,8 @@ def import_original(
     or be empty); returns it. ``pool`` may be the word ``mean`` for the baseline's MeanPooling."""
     from transformers import AutoModel
 
-    from .model import EmoSphereSER, Encoder
+    from .encoder import Encoder
+    from .model import EmoSphereSER
 
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
