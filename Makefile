@@ -41,11 +41,11 @@ chromium:
 setup: $(VENV)/.installed espeak
 
 $(DEMO_CORPUS)/Labels/labels_consensus.csv: | setup
-	$(BIN)/emosphere demo-corpus $(DEMO_CORPUS) $(CORPUS_ARGS)
+	$(BIN)/emosphere demo-corpus --output $(DEMO_CORPUS) $(CORPUS_ARGS)
 
 demo: setup $(DEMO_CORPUS)/Labels/labels_consensus.csv
 	$(BIN)/emosphere train --config recipes/demo/tiny.yaml data.corpus=$(DEMO_CORPUS) output_dir=$(DEMO_DIR) --no-eval $(DEMO_ARGS)
-	$(BIN)/emosphere evaluate --model $(DEMO_DIR)/model --split Test1 --output-dir $(DEMO_DIR) --quiet
+	$(BIN)/emosphere evaluate --model $(DEMO_DIR)/model --split Test1 --output $(DEMO_DIR) --quiet
 
 test: setup chromium
 	$(BIN)/python -m pytest -q

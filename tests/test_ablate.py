@@ -11,6 +11,7 @@ from conftest import train_args
 from emosphere import ablate
 from emosphere.cli import main
 from emosphere.config import ConfigError
+from emosphere.rundir import RunDir
 
 
 def write_set(folder, corpus, variants, **extra):
@@ -97,7 +98,7 @@ def test_ablate_runs_each_variant_once_resumes_and_tabulates(corpus, tmp_path, m
     assert "| paper | (base) | octant | linear | style | 1 |" in markdown and "| failed |" in markdown
 
     # a second call trains nothing that is done; an interrupted run resumes from its last checkpoint
-    (tmp_path / "runs" / "no_aux_seed7" / ablate.STATE_FILE).unlink()
+    RunDir(tmp_path / "runs" / "no_aux_seed7").ablation_state.unlink()
     for item in (tmp_path / "runs" / "no_aux_seed7" / "model").iterdir():
         item.unlink()
     (tmp_path / "runs" / "no_aux_seed7" / "model").rmdir()
@@ -112,7 +113,7 @@ def test_ablate_runs_each_variant_once_resumes_and_tabulates(corpus, tmp_path, m
     )
     assert main(["ablate", str(path), "--variants", "paper,no_aux"]) == 0
     assert calls == [(str(tmp_path / "runs" / "no_aux_seed7"), True)]
-    state = json.loads((tmp_path / "runs" / "no_aux_seed7" / ablate.STATE_FILE).read_text())
+    state = json.loads(RunDir(tmp_path / "runs" / "no_aux_seed7").ablation_state.read_text())
     assert state["resumed"] is True and state["overrides"] == ["objective.aux_schedule=none"]
 
     # more seeds for one variant: the table then shows both, as mean ± sd

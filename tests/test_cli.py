@@ -29,14 +29,43 @@ def test_bad_override_is_reported_not_raised(capsys):
     assert "trainer.max_epoch" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "command", ["prepare", "check", "train", "evaluate", "demo-corpus", "report", "ablate", "import-original"]
-)
+COMMANDS = build_parser()._subparsers._group_actions[0].choices
+
+
+def test_every_command_is_registered():
+    assert set(COMMANDS) == {"prepare", "check", "train", "evaluate", "predict", "export", "serve", "demo-corpus",
+                             "report", "ablate", "import-original"}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_option_is_explained(command):
-    parser = build_parser()
-    sub = parser._subparsers._group_actions[0].choices[command]
-    for action in sub._actions:
+    for action in COMMANDS[command]._actions:
         assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+
+
+@pytest.mark.parametrize(
+    "old, new, command",
+    [
+        ("--num-workers", "--workers", ["predict", "--model", "m", "--output", "p.csv", "a.wav"]),
+        ("--num-workers", "--workers", ["evaluate", "--model", "m"]),
+        ("--output-dir", "--output", ["evaluate", "--model", "m"]),
+        ("--output-dir", "--output", ["ablate", "set.yaml"]),
+    ],
+)
+def test_old_option_names_still_work_for_a_release_and_say_so(old, new, command, caplog):
+    value = "3" if "workers" in old else "out"
+    args = build_parser().parse_args([*command, old, value])
+    expected = 3 if "workers" in old else Path("out")
+    assert getattr(args, new.lstrip("-")) == expected
+    assert f"{old} is deprecated" in caplog.text and f"use {new}" in caplog.text
+    assert old not in COMMANDS[command[0]].format_help()  # hidden from the help
+
+
+def test_the_demo_corpus_folder_may_still_be_a_positional(monkeypatch, tmp_path, capsys):
+    made = {}
+    monkeypatch.setattr("emosphere.demo.make_demo_corpus", lambda output, **options: made.setdefault("at", output))
+    assert main(["demo-corpus", str(tmp_path / "old"), "--quiet"]) == 0
+    assert made["at"] == tmp_path / "old" and "deprecated; use --output" in capsys.readouterr().err
 
 
 TINY = str(Path(__file__).parents[1] / "recipes" / "demo" / "tiny.yaml")
@@ -116,7 +145,9 @@ MISTAKES = [
     ),
     (["export", "--model", "m", "--output", "m.onnx", "--opset", "0"], "--opset: must be >= 1"),
     (["export", "--model", "m", "--output", "m.onnx", "--opset", "99"], "--opset 99: the installed onnx knows"),
-    (["demo-corpus", "{run}", "--n-train", "-5"], "--n-train: must be >= 0"),
+    (["demo-corpus", "--output", "{run}", "--n-train", "-5"], "--n-train: must be >= 0"),
+    (["demo-corpus", "--n-train", "5"], "give the output folder"),
+    (["evaluate", "--model", "{corpus}"], "not an emosphere model directory"),
     (["trian"], "invalid choice: 'trian'"),
 ]
 
@@ -138,12 +169,10 @@ def test_user_mistakes_are_one_line_exit_2_and_write_nothing(argv, message, corp
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch, corpus):
-    import emosphere.cli as cli
-
-    def broken(args):
+    def broken(*args, **options):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_check", broken)
+    monkeypatch.setattr("emosphere.check.check_corpus", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["check", "--corpus", str(corpus)])
 

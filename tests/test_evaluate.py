@@ -1,8 +1,10 @@
 """Evaluation, and the one inference path: evaluate, predict, the API and training's development
-pass give the same value for the same file, long and too-short files included."""
+pass give the same value for the same file, long and too-short files included; a run's evaluation
+is made once, then read."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,12 +16,16 @@ import soundfile as sf
 from conftest import tiny_model, tone, write_corpus
 from torch.utils.data import DataLoader
 
+from emosphere.backends import TorchBackend
 from emosphere.cli import main
 from emosphere.config import RunConfig
 from emosphere.data import InferenceWindows
-from emosphere.evaluate import evaluate, format_metrics, write_evaluation
+from emosphere.engine import Options, Predictor, Windowing
+from emosphere.errors import UserError
+from emosphere.evaluate import evaluate, evaluate_run, format_metrics, write_evaluation
 from emosphere.io import read_table
 from emosphere.labels import Corpus, prepare_labels
+from emosphere.rundir import RunDir
 from emosphere.sphere import RegionSet
 from emosphere.train import EmoSphereTask
 
@@ -43,7 +49,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def evaluated(model, dev):
-    return evaluate(model, dev, split="Development", batch_size=3)
+    return evaluate(Predictor(TorchBackend(model), Options(batch_size=3)), dev, model.regions, split="Development")
 
 
 def test_evaluate_scores_every_predictable_file_and_lists_the_rest(evaluated, dev):
@@ -87,7 +93,7 @@ def test_predict_and_the_api_give_evaluate_s_values(evaluated, model, dev, tmp_p
 def test_the_development_pass_scores_what_evaluate_scores(evaluated, model, dev):
     metrics, _ = evaluated
     task = EmoSphereTask(model, RunConfig(), None, dev)
-    windows = InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=model.min_samples)
+    windows = InferenceWindows(dev.path.tolist(), windowing(model.min_samples))
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
@@ -103,13 +109,13 @@ def test_the_development_pass_scores_what_evaluate_scores(evaluated, model, dev)
     assert logged["dev/files_skipped"] == 1
 
 
+def windowing(min_samples: int = 400) -> Windowing:
+    return Windowing(Options(batch_size=4), min_samples, crop_seconds=12.0)
+
+
 def test_development_windows_are_shared_out_without_overlap(dev):
-    whole = list(InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400))
-    shards = [
-        b
-        for r in range(3)
-        for b in InferenceWindows(dev.path.tolist(), batch_size=4, min_samples=400, num_replicas=3, rank=r)
-    ]
+    whole = list(InferenceWindows(dev.path.tolist(), windowing()))
+    shards = [b for r in range(3) for b in InferenceWindows(dev.path.tolist(), windowing(), num_replicas=3, rank=r)]
 
     def windows(batches):
         return sorted((int(o), int(s)) for b in batches for o, s in zip(b["owner"], b["spans"][:, 0]))
@@ -143,3 +149,23 @@ def test_onnx_prediction_runs_without_torch(model, dev, evaluated, tmp_path):
     assert table.level.tolist() == expected.level.tolist() == ["file", "file", "window", "window", "window"]
     numeric = expected.select_dtypes("number").columns
     np.testing.assert_allclose(table[numeric].to_numpy(), expected[numeric].to_numpy(), atol=1e-4)
+
+
+def test_a_run_is_evaluated_once_then_read(trained_run, tmp_path):
+    shutil.copytree(trained_run, tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    metrics, predictions = evaluate_run(run, "Test1")
+    assert run.metrics_file("Test1").is_file()
+    assert metrics["split"] == "Test1" and len(predictions) == metrics["n"]
+    stale = {**metrics, "n": -1}
+    run.metrics_file("Test1").write_text(json.dumps(stale))
+    assert evaluate_run(run, "Test1")[0] == stale  # newer than the model: read
+    weights = run.model_dir / "model.safetensors"
+    later = run.metrics_file("Test1").stat().st_mtime + 10
+    os.utime(weights, (later, later))  # the model was trained again since
+    assert evaluate_run(run, "Test1")[0] == metrics
+    shutil.rmtree(run.model_dir)  # a second call reads the folder and needs no model
+    again, table = evaluate_run(run, "Test1")
+    assert again == metrics and table["FileName"].tolist() == predictions["FileName"].tolist()
+    with pytest.raises(UserError, match="no model"):
+        evaluate_run(run, "Development")

@@ -9,10 +9,10 @@ import torch
 from conftest import tiny_model_config
 
 from emosphere.audio import AudioStats
+from emosphere.backends import METADATA_KEY, OnnxBackend
 from emosphere.cli import build_parser, main
 from emosphere.export import export_onnx, quantize_onnx
 from emosphere.model import EmoSphereSER
-from emosphere.runtime import METADATA_KEY, OnnxModel
 
 TOLERANCE = 1e-4
 
@@ -38,10 +38,10 @@ def torch_outputs(model: EmoSphereSER, waveform: np.ndarray, lengths: np.ndarray
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[EmoSphereSER, OnnxModel, object]:
+def exported(tmp_path_factory) -> tuple[EmoSphereSER, OnnxBackend, object]:
     model = make_model()
     path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx")
-    return model, OnnxModel.load(path), path
+    return model, OnnxBackend.load(path), path
 
 
 # Exported with a batch of 2 x 16000 samples; these differ in batch size and length, and pad.
@@ -105,7 +105,7 @@ def test_cli_exports_a_model_without_region_head_with_one_output(tmp_path, capsy
     output = tmp_path / "out" / "model.onnx"
     assert main(["export", "--model", str(tmp_path / "model"), "--format", "onnx", "--output", str(output)]) == 0
     assert str(output) in capsys.readouterr().out
-    onnx_model = OnnxModel.load(output)
+    onnx_model = OnnxBackend.load(output)
     assert [o.name for o in onnx_model.session.get_outputs()] == ["avd"]
     assert onnx_model.region_names == [] and onnx_model.metadata["outputs"] == ["avd"]
     waveform, lens = padded_batch([5000, 3000, 2500])
@@ -132,7 +132,7 @@ def test_not_an_emosphere_file_is_refused(tmp_path):
     )
     onnx.save(helper.make_model(graph), str(tmp_path / "other.onnx"))
     with pytest.raises(ValueError, match="not an emosphere"):
-        OnnxModel.load(tmp_path / "other.onnx")
+        OnnxBackend.load(tmp_path / "other.onnx")
 
 
 def test_encoders_run_one_utterance_at_a_time_are_refused(tmp_path):
@@ -146,7 +146,7 @@ def test_encoders_run_one_utterance_at_a_time_are_refused(tmp_path):
 
 def test_int8_quantisation_stores_the_linear_layers_in_8_bits_and_says_so(exported, tmp_path):
     _model, fp32, path = exported
-    quantized = OnnxModel.load(quantize_onnx(path, tmp_path / "int8.onnx"))
+    quantized = OnnxBackend.load(quantize_onnx(path, tmp_path / "int8.onnx"))
     assert fp32.quantization is None and fp32.metadata["quantization"] is None
     assert quantized.quantization == "int8" and quantized.metadata["quantized_ops"] == ["MatMul"]
     graph = onnx.load(str(tmp_path / "int8.onnx")).graph
@@ -165,7 +165,7 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
     make_model().save_pretrained(tmp_path / "model")
     output = tmp_path / "new" / "folder" / "model.onnx"  # made as needed
     assert main(["export", "--model", str(tmp_path / "model"), "--output", str(output), "--quantize", "int8"]) == 0
-    assert OnnxModel.load(output).quantization == "int8" and "int8" in capsys.readouterr().out
+    assert OnnxBackend.load(output).quantization == "int8" and "int8" in capsys.readouterr().out
     sf.write(tmp_path / "a.wav", padded_batch([8000])[0][0], 16000)
     assert (
         main(

@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 from conftest import tiny_model, tone
 
-from emosphere import EmoSphereSER, inference
+from emosphere import EmoSphereSER, engine
+from emosphere.backends import TorchBackend
 from emosphere.cli import main
-from emosphere.inference import TorchBackend
+from emosphere.engine import Options, Predictor
 from emosphere.inputs import InputError
 from emosphere.io import read_table
 from emosphere.predict import errors_path, parts_path, predict_to_file
@@ -141,7 +142,7 @@ def test_cli_skips_and_reports_bad_files_and_exits_1(model_dir, audio, tmp_path)
             str(output),
             str(audio / "good"),
             *bad,
-            "--num-workers",
+            "--workers",
             "2",
             "--quiet",
         ]
@@ -226,12 +227,17 @@ class InterruptedOnSecondBatch(TorchBackend):
 
 
 def test_interrupted_run_leaves_a_complete_table_to_resume_from(model, audio, tmp_path, monkeypatch):
-    monkeypatch.setattr(inference, "POOL_BATCHES", 1)  # one file per pool at batch size 1
+    monkeypatch.setattr(engine, "POOL_BATCHES", 1)  # one file per pool at batch size 1
     output = tmp_path / "out.parquet"
     with pytest.raises(KeyboardInterrupt):
-        predict_to_file(InterruptedOnSecondBatch(model), good_files(audio), output, batch_size=1)
+        predict_to_file(Predictor(InterruptedOnSecondBatch(model), Options(batch_size=1)), good_files(audio), output)
     assert list(read_table(output).file) == good_files(audio)[:1]
-    assert predict_to_file(TorchBackend(model), good_files(audio), output, resume=True, batch_size=1).failures == []
+    assert (
+        predict_to_file(
+            Predictor(TorchBackend(model), Options(batch_size=1)), good_files(audio), output, resume=True
+        ).failures
+        == []
+    )
     assert list(read_table(output).file) == good_files(audio)
 
 
@@ -323,20 +329,24 @@ class Uncoordinated(Ranks):
 def test_a_process_that_dies_leaves_complete_chunks_and_any_count_resumes(model, audio, tmp_path, monkeypatch):
     files = [str(audio / "long.wav"), *good_files(audio), str(audio / "bad" / "short.wav")]
     single = tmp_path / "single.csv"
-    predict_to_file(TorchBackend(model), files, single, batch_size=1)
-    monkeypatch.setattr(inference, "POOL_BATCHES", 1)  # at batch size 1: a pool per window
+    predict_to_file(Predictor(TorchBackend(model), Options(batch_size=1)), files, single)
+    monkeypatch.setattr(engine, "POOL_BATCHES", 1)  # at batch size 1: a pool per window
     monkeypatch.setattr("emosphere.predict.CHUNK_SOURCES", 1)  # a chunk per source
     output = tmp_path / "out.csv"
     with pytest.raises(KeyboardInterrupt):  # rank 1 of 2 (files 1, 3 and 5) dies in its second file
-        predict_to_file(InterruptedOnSecondBatch(model), files, output, ranks=Uncoordinated(1, 2), batch_size=1)
+        predict_to_file(
+            Predictor(InterruptedOnSecondBatch(model), Options(batch_size=1)), files, output, ranks=Uncoordinated(1, 2)
+        )
     written = sorted(os.listdir(parts_path(output)))
     assert len(written) == 1 and written[0].endswith(".part-1-of-2.000000.csv") and not output.exists()
     # rank 0 finishes its share, but the output waits for a part that was never marked done
     with pytest.raises(RuntimeError, match=r"parts \[1\] of 2 did not finish"):
-        predict_to_file(TorchBackend(model), files, output, ranks=Uncoordinated(0, 2), resume=True, batch_size=1)
+        predict_to_file(
+            Predictor(TorchBackend(model), Options(batch_size=1)), files, output, ranks=Uncoordinated(0, 2), resume=True
+        )
     assert not output.exists()
     # one process resumes: it predicts what is left and merges everything in input order
-    summary = predict_to_file(TorchBackend(model), files, output, resume=True, batch_size=1)
+    summary = predict_to_file(Predictor(TorchBackend(model), Options(batch_size=1)), files, output, resume=True)
     assert summary.sources == 2 and [file for file, _ in summary.failures] == [files[-1]]  # b.wav, d.ogg left
     assert output.read_text() == single.read_text() and not parts_path(output).exists()
     assert pd.read_csv(errors_path(output)).file.tolist() == [files[-1]]
@@ -373,7 +383,7 @@ def test_two_processes_under_torchrun_write_the_single_process_table(model_dir, 
 
 def test_the_onnx_backend_without_onnxruntime_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # importing it now fails
-    monkeypatch.delitem(sys.modules, "emosphere.runtime", raising=False)
+    monkeypatch.delitem(sys.modules, "emosphere.backends", raising=False)
     sf.write(tmp_path / "a.wav", tone(16000, 1.0), 16000)
     assert (
         main(

@@ -1,20 +1,23 @@
-"""Reading run directories: config, the logged curves across resumes, evaluation on demand."""
+"""Run directories: their layout, the logged curves across resumes, and a run that reads the same from
+any working directory."""
 
-import json
 import os
 import shutil
 
 import pandas as pd
 import pytest
+from conftest import train_args
 
-from emosphere import rundir
+from emosphere.cli import main
+from emosphere.errors import UserError
+from emosphere.rundir import RunDir, epoch_metrics
 
 
 def test_a_missing_or_foreign_folder_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such run directory"):
-        rundir.open_run(tmp_path / "nothing")
-    with pytest.raises(FileNotFoundError, match="not a run directory"):
-        rundir.open_run(tmp_path)
+    with pytest.raises(UserError, match="no such run directory"):
+        RunDir.open(tmp_path / "nothing")
+    with pytest.raises(UserError, match="not a run directory"):
+        RunDir.open(tmp_path)
 
 
 def test_epoch_metrics_take_every_version_and_the_resumed_value(tmp_path):
@@ -30,28 +33,26 @@ def test_epoch_metrics_take_every_version_and_the_resumed_value(tmp_path):
     ):
         (tmp_path / "logs" / f"version_{version}").mkdir(parents=True)
         pd.DataFrame(rows).to_csv(tmp_path / "logs" / f"version_{version}" / "metrics.csv", index=False)
-    log = rundir.metric_log(tmp_path)
+    log = RunDir(tmp_path).metric_log()
     assert log["version"].tolist() == [0, 0, 0, 1, 1]
-    epochs = rundir.epoch_metrics(log)
+    epochs = epoch_metrics(log)
     assert epochs["dev/ccc_mean"].to_dict() == {0: 0.2, 1: 0.4}
     assert epochs["train/aux_weight"].to_dict() == {0: 1.0, 1: 0.8}
 
 
-def test_evaluation_runs_once_then_is_read(trained_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
-    metrics, predictions = rundir.evaluation(run, "Test1")
-    assert (run / "eval_Test1" / "metrics.json").is_file()
-    assert metrics["split"] == "Test1" and len(predictions) == metrics["n"]
-    stale = {**metrics, "n": -1}
-    (run / "eval_Test1" / "metrics.json").write_text(json.dumps(stale))
-    assert rundir.evaluation(run, "Test1")[0] == stale  # newer than the model: read
-    weights = run / "model" / "model.safetensors"
-    later = (run / "eval_Test1" / "metrics.json").stat().st_mtime + 10
-    os.utime(weights, (later, later))  # the model was trained again since
-    assert rundir.evaluation(run, "Test1")[0] == metrics
-    shutil.rmtree(run / "model")  # a second call reads the folder and needs no model
-    again, table = rundir.evaluation(run, "Test1")
-    assert again == metrics and table["FileName"].tolist() == predictions["FileName"].tolist()
-    with pytest.raises(FileNotFoundError, match="no model"):
-        rundir.evaluation(run, "Development")
+def test_a_run_reads_the_same_from_any_directory_and_follows_a_moved_corpus(corpus, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    shutil.copytree(corpus, work / "corpus")
+    monkeypatch.chdir(work)  # trained with paths relative to here
+    assert main(train_args("corpus", "runs/rel", "trainer.max_epochs=1", "--no-eval")) == 0
+    run = RunDir(work / "runs" / "rel")
+    assert os.path.isabs(run.config().data.corpus) and os.path.isabs(pd.read_csv(run.labels_file)["path"][0])
+    monkeypatch.chdir(tmp_path)  # elsewhere: the report evaluates from the recorded paths
+    assert main(["report", str(run.path), "--output", "report", "--split", "Test1"]) == 0
+    assert (tmp_path / "report" / "report.html").is_file() and run.metrics_file("Test1").is_file()
+    model = str(run.model_dir)
+    assert main(["evaluate", "--model", model, "--split", "Test1", "--output", "eval", "--quiet"]) == 0
+    shutil.move(work / "corpus", tmp_path / "moved")  # the corpus moves: --corpus names where it went
+    assert main(["evaluate", "--model", model, "--split", "Test1", "--output", "eval", "--quiet"]) == 2
+    assert main(["evaluate", "--model", model, "--split", "Test1", "--corpus", "moved", "--output", "eval"]) == 0
+    assert main(["report", str(run.path), "--output", "again", "--split", "Development", "--corpus", "moved"]) == 0

@@ -30,8 +30,9 @@ httpx = pytest.importorskip("httpx", reason="the service tests need httpx (in th
 
 from conftest import tiny_model, tone  # noqa: E402
 
+from emosphere.backends import TorchBackend  # noqa: E402
 from emosphere.cli import build_parser, main  # noqa: E402
-from emosphere.inference import TorchBackend  # noqa: E402
+from emosphere.engine import Predictor  # noqa: E402
 from emosphere.inputs import InputError  # noqa: E402
 from emosphere.serve import Settings, create_app, listen, server  # noqa: E402
 from emosphere.sphere import DIMENSIONS  # noqa: E402
@@ -78,7 +79,9 @@ def run_in_thread(app) -> tuple[str, object, threading.Thread]:
 @pytest.fixture(scope="module")
 def url(model):
     """The service for the tiny model, with small limits: 1 MiB uploads, 40 s of audio."""
-    address, uvicorn_server, thread = run_in_thread(create_app(TorchBackend(model), LIMITS, model_name="tiny"))
+    address, uvicorn_server, thread = run_in_thread(
+        create_app(Predictor(TorchBackend(model)), LIMITS, model_name="tiny")
+    )
     yield address
     uvicorn_server.should_exit = True
     thread.join(timeout=30)
@@ -211,6 +214,7 @@ class Wrapped:
 
     def __init__(self, backend) -> None:
         self.backend, self.region_names, self.min_samples = backend, backend.region_names, backend.min_samples
+        self.window_seconds = backend.window_seconds
 
 
 class Gate(Wrapped):
@@ -228,7 +232,7 @@ class Gate(Wrapped):
 
 def test_more_uploads_than_may_wait_are_answered_503(model, clips):
     gate = Gate(TorchBackend(model))
-    app = create_app(gate, Settings(batch_wait=0.0, max_pending=1))
+    app = create_app(Predictor(gate), Settings(batch_wait=0.0, max_pending=1))
     address, uvicorn_server, thread = run_in_thread(app)
     clip = clips["a.wav"].read_bytes()
     try:
@@ -260,7 +264,7 @@ class FailsOnce(Wrapped):
 
 
 def test_a_model_failure_is_a_500_for_its_requests_and_the_service_goes_on(model, clips):
-    address, uvicorn_server, thread = run_in_thread(create_app(FailsOnce(TorchBackend(model))))
+    address, uvicorn_server, thread = run_in_thread(create_app(Predictor(FailsOnce(TorchBackend(model)))))
     clip = clips["a.wav"].read_bytes()
     try:
         assert post(address, "a.wav", clip).status_code == 500
@@ -330,7 +334,6 @@ def test_serve_mistakes_are_one_line_and_exit_2(args, message, capsys):
 @pytest.mark.parametrize(
     "changes",
     [
-        {"batch_size": 0},
         {"max_pending": 0},
         {"batch_wait": -1.0},
         {"max_upload_mb": 0.0},

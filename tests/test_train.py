@@ -57,8 +57,7 @@ def test_model_selection_uses_the_values_evaluate_reports(run):
 
 def test_evaluate_writes_metrics_and_challenge_predictions(run, corpus, tmp_path, capsys):
     assert (
-        main(["evaluate", "--model", str(run / "model"), "--split", "Test1", "--output-dir", str(tmp_path), "--quiet"])
-        == 0
+        main(["evaluate", "--model", str(run / "model"), "--split", "Test1", "--output", str(tmp_path), "--quiet"]) == 0
     )
     assert "CCC arousal" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "metrics.json").read_text())

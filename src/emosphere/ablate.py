@@ -36,17 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import rundir
 from .config import ConfigError, RunConfig, load_config, read_yaml
+from .evaluate import evaluate_run
 from .io import write_table, write_text_atomic
 from .labels import LABEL_COLUMNS
 from .metrics import region_metrics
+from .rundir import RunDir, epoch_metrics
 from .sphere import DIMENSIONS, RegionSet
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "ablation.json"
-"""Written in a run directory when its variant is done (time, overrides, resumed or not) or failed (the error)."""
 SET_KEYS = {"base", "output_dir", "split", "seeds", "overrides", "variants"}
 
 
@@ -69,8 +68,8 @@ class Variant:
     config: RunConfig
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.config.output_dir)
+    def run(self) -> RunDir:
+        return RunDir(self.config.output_dir)
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -159,17 +158,17 @@ def table_plan(aset: AblationSet, overrides: list[str] | None = None) -> list[Va
         if p.name.rsplit("_seed", 1)[1].isdigit()
     }
     variants = plan(aset, overrides, seeds=sorted(set(aset.seeds) | found))
-    return [v for v in variants if v.seed in aset.seeds or v.run_dir.is_dir()]
+    return [v for v in variants if v.seed in aset.seeds or v.run.path.is_dir()]
 
 
 def state(variant: Variant) -> dict[str, Any]:
-    """What :data:`STATE_FILE` says about the variant's run (``{}`` when it has not finished or failed)."""
-    path = variant.run_dir / STATE_FILE
+    """What the run's ablation state says (``{}`` when it has not finished or failed)."""
+    path = variant.run.ablation_state
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def is_done(variant: Variant, split: str) -> bool:
-    return state(variant).get("status") == "done" and (variant.run_dir / f"eval_{split}" / "metrics.json").is_file()
+    return state(variant).get("status") == "done" and variant.run.metrics_file(split).is_file()
 
 
 def run_variant(variant: Variant, split: str, device: str | None = None) -> None:
@@ -179,9 +178,9 @@ def run_variant(variant: Variant, split: str, device: str | None = None) -> None
 
     from .train import train
 
-    run_dir = variant.run_dir
-    trained = (run_dir / "model" / "config.json").is_file()
-    resumed = not trained and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    run = variant.run
+    trained = run.has_model
+    resumed = not trained and run.last_checkpoint.is_file()
     start = time.monotonic()
     if not trained:
         log.info(
@@ -189,18 +188,18 @@ def run_variant(variant: Variant, split: str, device: str | None = None) -> None
             variant.name,
             variant.seed,
             "resuming" if resumed else "starting",
-            run_dir,
+            run.path,
         )
         train(variant.config, resume=resumed)
     seconds = time.monotonic() - start
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rundir.evaluation(run_dir, split, batch_size=variant.config.data.batch_size, device=device)
+    evaluate_run(run, split, batch_size=variant.config.data.batch_size, device=device)
     _record(variant, status="done", train_seconds=None if trained else round(seconds, 1), resumed=resumed)
 
 
 def _record(variant: Variant, **values: Any) -> None:
     record = {"variant": variant.name, "seed": variant.seed, "overrides": variant.overrides, **values}
-    write_text_atomic(variant.run_dir / STATE_FILE, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(variant.run.ablation_state, json.dumps(record, indent=2) + "\n")
 
 
 def run_set(
@@ -255,8 +254,8 @@ def collect(aset: AblationSet, variants: list[Variant]) -> pd.DataFrame:
                 }
             )
             continue
-        metrics, predictions = rundir.evaluation(variant.run_dir, aset.split)
-        epochs = rundir.epoch_metrics(rundir.metric_log(variant.run_dir))
+        metrics, predictions = evaluate_run(variant.run, aset.split)
+        epochs = epoch_metrics(variant.run.metric_log())
         dev = epochs["dev/ccc_mean"].dropna() if "dev/ccc_mean" in epochs else pd.Series(dtype=float)
         row.update({f"ccc_{k}": metrics["ccc"][k] for k in (*DIMENSIONS, "mean")})
         row.update(

@@ -46,6 +46,7 @@ from .labels import (
     usable_rows,
     with_audio,
 )
+from .rundir import RunDir
 from .sphere import SCALE_MAX, SCALE_MIN, RegionSet
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ def check_paths(config: RunConfig, *, resume: bool = False) -> Corpus:
         )
     if data.corpus and not Path(data.corpus).is_dir():
         raise ConfigError(f"data.corpus: {data.corpus}: no such folder")
-    corpus = Corpus.at(data.corpus or ".", data.labels, data.audio_dir)
+    corpus = Corpus.from_config(data)
     if not corpus.labels.is_file():
         raise ConfigError(f"data.labels: {corpus.labels}: label file not found")
     if not corpus.audio_dir.is_dir():
@@ -290,7 +291,7 @@ def check_paths(config: RunConfig, *, resume: bool = False) -> Corpus:
     existing = next(p for p in (output, *output.absolute().parents) if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"output_dir: {output}: cannot write under {existing}")
-    last = output / "checkpoints" / "last.ckpt"
+    last = RunDir(output).last_checkpoint
     if resume and not last.is_file():
         raise ConfigError(f"--resume: no checkpoint at {last}")
     return corpus
@@ -315,7 +316,7 @@ def preflight(config: RunConfig, *, resume: bool = False, decode: bool = False, 
     data = config.data
     report = check_corpus(
         corpus,
-        RegionSet(config.model.regions, config.model.origin_radius),
+        config.model.region_set(),
         splits=(data.train_split, data.dev_split),
         keep_other=data.keep_other,
         min_samples=min_samples,

@@ -20,18 +20,25 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 
 from .errors import UserError
 from .io import write_text_atomic
 
+if TYPE_CHECKING:
+    from .sphere import RegionSet
+
 Pooling = Literal["style", "attentive", "mean"]
 RegionSetName = Literal["octant", "sphere30", "sphere45", "sphere60", "sphere90"]
 AuxSchedule = Literal["linear", "constant", "none"]
 InferencePrecision = Literal["fp32", "bf16", "fp16"]
 """Prediction and evaluation: exact fp32 (no TF32), or bf16 / fp16 autocast."""
+PRECISIONS: tuple[str, ...] = typing.get_args(InferencePrecision)
+DEFAULT_CROP_SECONDS = 12.0
+"""The training crop of the paper recipe (data.max_seconds), and so the default window in which a
+model predicts: a model hears at inference what it heard in training."""
 Precision = Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 """auto, or one of Lightning's precision strings."""
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
@@ -79,8 +86,9 @@ class DataConfig:
     """Keep EmoClass O (other) and X (no agreement) rows; the paper recipe drops them."""
     train_split: str = "Train"
     dev_split: str = "Development"
-    max_seconds: Positive = 12.0
-    """Training utterances are cut to their first max_seconds."""
+    max_seconds: Positive = DEFAULT_CROP_SECONDS
+    """Training utterances are cut to their first max_seconds; prediction then cuts audio into
+    windows of this length (saved with the model)."""
     batch_size: AtLeastOne = 16
     num_workers: Count = 2
     bucket_by_length: bool = False
@@ -121,6 +129,12 @@ class ModelConfig:
     """Region set of the auxiliary task: octant, sphere30, sphere45, sphere60 or sphere90."""
     origin_radius: NonNegative = 0.0
     """Grid region sets: centred radius up to which a point is in the origin class."""
+
+    def region_set(self) -> RegionSet:
+        """The region set of the auxiliary task, with its origin radius."""
+        from .sphere import RegionSet
+
+        return RegionSet(self.regions, self.origin_radius)
 
 
 @dataclass
@@ -179,6 +193,21 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def resolved(self) -> RunConfig:
+        """This config with its paths (output_dir, data.corpus, data.labels, data.audio_dir) absolute,
+        as a run records them: the run then reads the same from any working directory."""
+
+        def absolute(path: str | None) -> str | None:
+            return str(Path(path).expanduser().resolve()) if path else path
+
+        data = dataclasses.replace(
+            self.data,
+            corpus=absolute(self.data.corpus) or "",
+            labels=absolute(self.data.labels),
+            audio_dir=absolute(self.data.audio_dir),
+        )
+        return dataclasses.replace(self, output_dir=absolute(self.output_dir), data=data)
 
     def save(self, path: str | os.PathLike) -> None:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 from tqdm import tqdm
 
-from . import audio, inference
+from . import audio
+from .engine import Failure, Item, Windowing
 from .sphere import DIMENSIONS
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class BucketBatchSampler(Sampler[list[int]]):
     step of ``num_replicas`` processes trains on the same batches as
     ``num_replicas`` accumulated micro-batches of one process. The batch list is
     padded by repeating its first batches so that every process runs the same
-    number of steps. (Inference batches windows itself: :mod:`emosphere.inference`.)
+    number of steps. (Inference batches windows itself: :mod:`emosphere.engine`.)
 
     :meth:`resume` continues an epoch where a checkpoint left it: the order
     depends only on ``seed`` and the epoch, so skipping the batches already
@@ -211,18 +212,15 @@ class BucketBatchSampler(Sampler[list[int]]):
 
 
 class InferenceWindows(IterableDataset):
-    """The windows of ``paths``, decoded, cut and batched exactly as the inference core does it
-    (:mod:`emosphere.inference`), as dicts of tensors: ``waveform``, ``lengths``, ``owner`` (the
-    path's position in ``paths``) and ``spans``. Each of ``num_replicas`` processes takes every
-    ``num_replicas``-th path from ``rank``, shared out again among its loader workers. Files that
-    cannot be predicted are skipped with a warning."""
+    """The windows of ``paths``, decoded, cut and batched by ``windowing`` as the engine does it
+    (:class:`emosphere.engine.Windowing`), as dicts of tensors: ``waveform``, ``lengths``,
+    ``owner`` (the path's position in ``paths``) and ``spans``. Each of ``num_replicas`` processes
+    takes every ``num_replicas``-th path from ``rank``, shared out again among its loader workers.
+    Files that cannot be predicted are skipped with a warning."""
 
-    def __init__(
-        self, paths: list[str], *, batch_size: int, min_samples: int, num_replicas: int = 1, rank: int = 0
-    ) -> None:
+    def __init__(self, paths: list[str], windowing: Windowing, *, num_replicas: int = 1, rank: int = 0) -> None:
         self.paths = paths
-        self.batch_size = batch_size
-        self.min_samples = min_samples
+        self.windowing = windowing
         self.num_replicas = num_replicas
         self.rank = rank
 
@@ -230,14 +228,11 @@ class InferenceWindows(IterableDataset):
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
         mine = list(enumerate(self.paths))[self.rank :: self.num_replicas][worker_id::workers]
-        decoded = inference.decode_all(
-            mine, min_samples=self.min_samples, window=inference.WINDOW_SECONDS, hop=inference.HOP_SECONDS
-        )
-        for pool in inference.pools(decoded, self.batch_size * inference.POOL_BATCHES):
-            for failed in (entry for entry in pool if isinstance(entry, inference.Failure)):
+        for pool in self.windowing.pools(self.windowing.decode_all(mine)):
+            for failed in (entry for entry in pool if isinstance(entry, Failure)):
                 log.warning("development pass skips %s: %s", failed.name, failed.error)
-            items = [entry for entry in pool if isinstance(entry, inference.Item)]
-            for batch in inference.window_batches(items, self.batch_size):
+            items = [entry for entry in pool if isinstance(entry, Item)]
+            for batch in self.windowing.batches(items):
                 yield {name: torch.from_numpy(value) for name, value in vars(batch).items()}
 
 

@@ -25,3 +25,10 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     line = lines[0] if lines else type(error).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def missing_extra(what: str, package: str, extra: str, error: BaseException | None = None) -> UserError:
+    """The one-line :class:`UserError` for an optional dependency that is not installed: ``what``
+    needs ``package``, installed by ``pip install 'emosphere[extra]'``."""
+    cause = f" ({first_line(error)})" if error is not None else ""
+    return UserError(f"{what} needs {package}: pip install 'emosphere[{extra}]'{cause}")

@@ -3,7 +3,7 @@
 :func:`export_onnx` writes one ``.onnx`` file holding the audio normalisation,
 the encoder, the pooling and the heads: raw 16 kHz audio in, arousal, valence
 and dominance on [0, 1] (and region logits) out, any batch size and length.
-:class:`emosphere.runtime.OnnxModel` runs such a file with onnxruntime, without
+:class:`emosphere.backends.OnnxBackend` runs such a file with onnxruntime, without
 torch. :func:`quantize_onnx` turns such a file into an int8 one for CPUs.
 The file format is described in docs/onnx.md.
 """
@@ -25,9 +25,9 @@ from torch import nn
 
 from . import __version__
 from .audio import SAMPLE_RATE
+from .backends import METADATA_KEY
 from .io import atomic_path
 from .model import EmoSphereSER
-from .runtime import METADATA_KEY
 from .sphere import DIMENSIONS
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def metadata(model: EmoSphereSER) -> dict[str, Any]:
         "emosphere_version": __version__,
         "sample_rate": SAMPLE_RATE,
         "min_samples": model.min_samples,
+        "window_seconds": model.crop_seconds,
         "dimensions": list(DIMENSIONS),
         "output_scale": OUTPUT_SCALE,
         "outputs": output_names(model),

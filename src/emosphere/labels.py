@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from tqdm import tqdm
 from .audio import DECODE_ERRORS, plausible_rate
 from .errors import UserError
 from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical, to_unit
+
+if TYPE_CHECKING:
+    from .config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +73,19 @@ class Corpus:
         labels: str | os.PathLike | None = None,
         audio_dir: str | os.PathLike | None = None,
     ) -> Corpus:
-        root = Path(root)
+        """The corpus at ``root`` (``labels`` and ``audio_dir`` default to its MSP-Podcast layout), its
+        paths absolute, so that the tables made from it read the same from any working directory."""
+        root = Path(os.path.abspath(os.path.expanduser(root)))
         return cls(
             root=root,
-            labels=Path(labels) if labels else root / "Labels" / "labels_consensus.csv",
-            audio_dir=Path(audio_dir) if audio_dir else root / "Audios",
+            labels=Path(os.path.abspath(labels)) if labels else root / "Labels" / "labels_consensus.csv",
+            audio_dir=Path(os.path.abspath(audio_dir)) if audio_dir else root / "Audios",
         )
+
+    @classmethod
+    def from_config(cls, data: DataConfig) -> Corpus:
+        """The corpus a run's ``data`` section names."""
+        return cls.at(data.corpus or ".", data.labels, data.audio_dir)
 
 
 def _line(index: pd.Index) -> np.ndarray:

@@ -28,13 +28,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
-from .audio import AudioStats
-from .config import Attention, ConfigError, ModelConfig, from_dict
+from .audio import SAMPLE_RATE, AudioStats
+from .config import DEFAULT_CROP_SECONDS, Attention, ConfigError, ModelConfig, from_dict
 from .encoder import Encoder
 from .errors import ModelError, first_line
 from .io import atomic_directory
 from .pooling import build_pooling
-from .sphere import DIMENSIONS, RegionSet
+from .rundir import RunDir
+from .sphere import DIMENSIONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +84,7 @@ class EmoSphereSER(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.regions = RegionSet(config.regions, config.origin_radius)
+        self.regions = config.region_set()
         self.encoder = encoder
         dim = encoder.hidden_size
         self.pooling = build_pooling(config.pooling, dim, heads=config.attention_heads, dropout=config.pooling_dropout)
@@ -128,6 +129,12 @@ class EmoSphereSER(nn.Module):
     def min_samples(self) -> int:
         return self.encoder.min_samples
 
+    @property
+    def crop_seconds(self) -> float:
+        """The training crop (the run's data.max_seconds; 12 s, the paper's, for a model without a run
+        config): prediction cuts audio into windows of this length."""
+        return float(((self.run_config or {}).get("data") or {}).get("max_seconds", DEFAULT_CROP_SECONDS))
+
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> Output:
         """``waveform``: (batch, samples) raw 16 kHz audio, zero-padded; ``lengths``: (batch,) valid samples."""
         waveform = (waveform - self.audio_mean) / self.audio_std
@@ -148,19 +155,19 @@ class EmoSphereSER(nn.Module):
         progress: bool = False,
     ) -> pd.DataFrame:
         """Predict audio files, folders, manifests, globs or arrays; one row per file, plus one per
-        window for audio longer than ``window`` seconds (default 12; ``hop`` default 6). Arrays are
-        (samples,) or (samples, channels) at ``sampling_rate`` (required for them) and are named
-        ``array_<i>``. Inputs that fail (unreadable, too short) are logged, left out and listed in
-        ``table.attrs["errors"]``. Runs on the model's device at ``precision`` (fp32, bf16 or fp16)
-        and puts the model in eval mode. Columns: see docs/predict.md; the rule for windows and
-        aggregation: :mod:`emosphere.inference`."""
-        from .inference import TorchBackend, predict_table
+        window for audio longer than ``window`` seconds (default: the training crop, 12 s; ``hop``
+        default: half the window). Arrays are (samples,) or (samples, channels) at ``sampling_rate``
+        (required for them) and are named ``array_<i>``. Inputs that fail (unreadable, too short)
+        are logged, left out and listed in ``table.attrs["errors"]``. Runs on the model's device at
+        ``precision`` (fp32, bf16 or fp16) and puts the model in eval mode. Columns: see
+        docs/predict.md; the rule for windows and aggregation: :mod:`emosphere.engine`."""
+        from .backends import TorchBackend
+        from .engine import Options, Predictor
         from .inputs import as_sources
 
         backend = TorchBackend(self, next(self.parameters()).device, precision)
-        return predict_table(
-            backend, as_sources(inputs, sampling_rate), batch_size=batch_size, window=window, hop=hop, progress=progress
-        )
+        predictor = Predictor(backend, Options(batch_size=batch_size, window=window, hop=hop))
+        return predictor.table(as_sources(inputs, sampling_rate), progress=progress)
 
     # --- the model directory ---------------------------------------------------------------
 
@@ -186,7 +193,7 @@ class EmoSphereSER(nn.Module):
             "region_names": self.region_names,
             "dimensions": list(DIMENSIONS),
             "output_scale": "arousal, valence, dominance on [0, 1]; 1-7 scale = x * 6 + 1",
-            "sample_rate": 16000,
+            "sample_rate": SAMPLE_RATE,
             "run": self.run_config,
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
@@ -203,6 +210,8 @@ class EmoSphereSER(nn.Module):
         A missing or corrupt file, a config from a newer format version and weights that do not fit
         the config raise :class:`ModelError` naming the file."""
         directory = Path(name_or_path).expanduser()
+        if RunDir.holds_run(directory):
+            raise ModelError(f"{name_or_path}: a training run directory; its model is {RunDir(directory).model_dir}")
         if not directory.is_dir():
             text = str(name_or_path)
             if directory.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or directory.exists():

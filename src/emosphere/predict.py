@@ -1,12 +1,13 @@
-"""``emosphere predict``: the audio a user names, through the one inference path, into a table, in
-one process or several (``torchrun``).
+"""``emosphere predict``: the audio a user names, through the engine, into a table, in one process
+or several (``torchrun``).
 
 Inputs are files, folders, list files, manifest tables (with segments) and
 globs, read as a lazy stream (:mod:`emosphere.inputs`); each source is
-predicted by :func:`emosphere.inference.predict_sources` (windows, batches,
+predicted by :meth:`emosphere.engine.Predictor.stream` (windows, batches,
 aggregation: the rule is in that module's docstring) and written to one
 table, CSV, JSON lines or parquet, whose columns are described in
-docs/predict.md. Sources that fail are listed in ``<output stem>.errors.csv``.
+docs/predict.md (and defined in :mod:`emosphere.schema`). Sources that fail
+are listed in ``<output stem>.errors.csv``.
 
 How a run writes (one process is rank 0 of 1; see :mod:`emosphere.ranks`):
 
@@ -42,64 +43,25 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .inference import TABLE_KEYS, Backend, Failure, Prediction, TorchBackend, predict_indexed, rows
+from .engine import Failure, Prediction, Predictor
 from .inputs import InputError, Source, SourceKey, iter_inputs, segment_key, source_key
 from .io import atomic_path, check_table_path, iter_table, table_writer, write_table, write_text_atomic
 from .ranks import Ranks
+from .schema import KEY_COLUMNS, TEXT_COLUMNS, rows
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx")
 CHUNK_SOURCES = 2000
 """A process writes a chunk at least every this many sources (and every ``save_every`` seconds)."""
 INDEX = "input_index"
 """The column of a chunk that holds each row's source position in the input stream."""
-TEXT_COLUMNS = ("file", "level", "region")
 EXACT_COLUMNS = ("start", "end")
 """Columns written at full precision (times in long recordings need more than 6 digits)."""
 CHUNK = re.compile(r"run(?P<run>\d+)\.part-(?P<rank>\d+)-of-(?P<world>\d+)\.(?P<seq>\d+)\.(?P<kind>csv|errors\.csv)")
-
-
-def load_backend(
-    model: str | os.PathLike,
-    backend: str = "torch",
-    device: str = "cpu",
-    precision: str = "fp32",
-    threads: int | None = None,
-) -> Backend:
-    """A model directory or hub id (``torch``, on ``device`` at ``precision``), or an exported
-    ``.onnx`` file (``onnx``, on the CPU; it needs neither torch nor the model code). ``threads``:
-    CPU threads of the engine (default: its own choice)."""
-    if backend == "onnx":
-        from .runtime import OnnxModel
-
-        if device != "cpu" or precision != "fp32":
-            log.warning("--device and --precision are ignored by the onnx backend (CPU, as exported)")
-        try:
-            onnx_model = OnnxModel.load(model, threads=threads)
-        except ImportError as error:
-            raise InputError(f"the onnx backend needs onnxruntime: pip install 'emosphere[onnx]' ({error})") from None
-        if onnx_model.quantization:
-            log.info(
-                "%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
-                model,
-                onnx_model.quantization,
-            )
-        return onnx_model
-    if backend != "torch":
-        raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    from .model import EmoSphereSER
-
-    if threads and device == "cpu":
-        import torch
-
-        torch.set_num_threads(threads)
-    return TorchBackend(EmoSphereSER.from_pretrained(model, device=device), device, precision)
 
 
 def errors_path(output: str | os.PathLike) -> Path:
@@ -138,7 +100,7 @@ class Summary:
 
 def _row_keys(table: pd.DataFrame) -> Iterator[SourceKey]:
     """The source keys of a table's file and segment rows (see :func:`emosphere.inputs.source_key`)."""
-    for file, level, start, end in table[TABLE_KEYS].itertuples(index=False):
+    for file, level, start, end in table[list(KEY_COLUMNS)].itertuples(index=False):
         if level == "file":
             yield file
         elif level == "segment":
@@ -172,32 +134,25 @@ def _done(output: Path, columns: list[str]) -> set[SourceKey]:
     tables += [path for files in _chunks(parts_path(output)).values() for path in files]
     done: set[SourceKey] = set()
     for path in tables:
-        for chunk in iter_table(path, columns=TABLE_KEYS, text=TABLE_KEYS[:2]):
+        for chunk in iter_table(path, columns=list(KEY_COLUMNS), text=KEY_COLUMNS[:2]):
             done.update(_row_keys(chunk))
     return done
 
 
-def _share(inputs: Sequence[str | os.PathLike], done: set[SourceKey], ranks: Ranks) -> Iterator[tuple[int, Source]]:
-    """(position in the input stream, source) of the sources of this process: those not ``done``,
-    dealt out in turn."""
+def _deal(
+    inputs: Sequence[str | os.PathLike], done: set[SourceKey], ranks: Ranks
+) -> Iterator[tuple[int, Source, bool | None]]:
+    """Every source of the input stream: (its position, the source, whether it is this process's;
+    None when it is ``done``). Those not done are dealt out in turn, every ``world``-th to each
+    process. The stream is read once to count and check it before any work and once to predict:
+    both passes go through here, so they agree."""
     remaining = 0
     for index, source in enumerate(iter_inputs(inputs)):
-        if source_key(source) not in done:
-            if ranks.mine(remaining):
-                yield index, source
-            remaining += 1
-
-
-def _count(inputs: Sequence[str | os.PathLike], done: set[SourceKey], ranks: Ranks) -> tuple[int, int, int]:
-    """(sources, already done, this process's share): one pass over the stream, which also checks it."""
-    sources = finished = mine = 0
-    for source in iter_inputs(inputs):
-        sources += 1
         if source_key(source) in done:
-            finished += 1
+            yield index, source, None
         else:
-            mine += ranks.mine(sources - finished - 1)
-    return sources, finished, mine
+            yield index, source, ranks.mine(remaining)
+            remaining += 1
 
 
 # --- writing chunks, and merging them -------------------------------------------------------------
@@ -248,7 +203,7 @@ def _sequence(files: list[Path], columns: list[str]) -> Iterator[tuple]:
 
 def _not_in(rows: Iterable[tuple], kept: set[SourceKey], columns: list[str]) -> Iterator[tuple]:
     """The rows (as :func:`_sequence` gives them) of the sources not in ``kept``."""
-    file, level, start, end = (1 + columns.index(c) for c in TABLE_KEYS)
+    file, level, start, end = (1 + columns.index(c) for c in KEY_COLUMNS)
     keep = True
     for row in rows:
         if row[level] != "window":
@@ -292,31 +247,17 @@ def _merge(output: Path, run: int, columns: list[str], resume: bool) -> list[tup
     return failures
 
 
-def predict_to_file(
-    backend: Backend,
-    inputs: Sequence[str | os.PathLike],
-    output: str | os.PathLike,
-    *,
-    resume: bool = False,
-    save_every: float = 60.0,
-    ranks: Ranks | None = None,
-    progress: bool = False,
-    **options: Any,
-) -> Summary:
-    """Predict the audio named by ``inputs`` (see :func:`emosphere.inputs.iter_inputs`) into the
-    table ``output`` (CSV, .jsonl or .parquet; ``options`` as
-    :func:`emosphere.inference.predict_sources`), this process's share of it when ``ranks`` (from
-    :meth:`Ranks.from_env`, inside :meth:`Ranks.joined`) says there are several; see the module
-    docstring for how the processes write and merge. Results are saved in chunks at least every
-    ``save_every`` seconds. ``resume`` keeps the sources already predicted and predicts the others.
-    Failures are logged and written to :func:`errors_path`. Usage errors (bad inputs, nothing to
-    predict, a bad option) raise :class:`InputError` before any work."""
-    output = Path(output)
-    ranks = ranks or Ranks()
+def _start(
+    predictor: Predictor, inputs: Sequence[str | os.PathLike], output: Path, resume: bool, ranks: Ranks
+) -> tuple[int, set[SourceKey], int]:
+    """Check and count the input stream, clear an earlier output (without ``resume``) and agree on a
+    run id: (run id, the sources already done, this process's share). Usage errors raise
+    :class:`InputError` here, before any work."""
     check_table_path(output)
-    columns = list(rows([], backend.region_names).columns)
-    done = _done(output, columns) if resume else set()
-    sources, finished, mine = _count(inputs, done, ranks)
+    done = _done(output, predictor.columns) if resume else set()
+    sources = finished = mine = 0
+    for _, _, is_mine in _deal(inputs, done, ranks):
+        sources, finished, mine = sources + 1, finished + (is_mine is None), mine + bool(is_mine)
     if not sources:
         raise InputError(f"no audio files found in {', '.join(map(str, inputs))}")
     if finished:
@@ -328,41 +269,68 @@ def predict_to_file(
     run = ranks.broadcast(time.time_ns() // 1000)  # after rank 0's clean-up
     ranks.barrier()  # every process has read what was done before any writes
     parts_path(output).mkdir(parents=True, exist_ok=True)
-    results = predict_indexed(
-        backend, _share(inputs, done, ranks), total=mine, progress=progress and ranks.rank == 0, **options
-    )
-    writer = _PartWriter(output, run, ranks, backend.region_names)
-    started = saved = time.monotonic()
-    predicted, audio_seconds, failures = 0, 0.0, []
+    return run, done, mine
+
+
+def predict_to_file(
+    predictor: Predictor,
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    resume: bool = False,
+    save_every: float = 60.0,
+    ranks: Ranks | None = None,
+    progress: bool = False,
+) -> Summary:
+    """Predict the audio named by ``inputs`` (see :func:`emosphere.inputs.iter_inputs`) with
+    ``predictor`` into the table ``output`` (CSV, .jsonl or .parquet), this process's share of it
+    when ``ranks`` (from :meth:`Ranks.from_env`, inside :meth:`Ranks.joined`) says there are
+    several; see the module docstring for how the processes write and merge. Results are saved in
+    chunks at least every ``save_every`` seconds. ``resume`` keeps the sources already predicted and
+    predicts the others. Failures are logged and written to :func:`errors_path`. Usage errors (bad
+    inputs, nothing to predict) raise :class:`InputError` before any work."""
+    output, ranks = Path(output), ranks or Ranks()
+    run, done, mine = _start(predictor, inputs, output, resume, ranks)
+    share = ((index, source) for index, source, is_mine in _deal(inputs, done, ranks) if is_mine)
+    results = predictor.stream(share, total=mine, progress=progress and ranks.rank == 0)
+    writer = _PartWriter(output, run, ranks, predictor.region_names)
+    started = time.monotonic()
     try:
-        for result in results:
-            writer.add(result)
-            if isinstance(result, Prediction):
-                predicted, audio_seconds = predicted + 1, audio_seconds + result.seconds
-            else:
-                log.warning("skipped %s: %s", result.name, result.error)
-                failures.append((result.name, result.error))
-            if len(writer) >= CHUNK_SOURCES or time.monotonic() - saved > save_every:
-                writer.flush()
-                saved = time.monotonic()
-        writer.finish()
+        predicted, audio_seconds, failures = _write_share(results, writer, save_every)
     except BaseException:
         writer.flush()
         if not ranks.distributed:
-            _merge(output, run, columns, resume)
+            _merge(output, run, predictor.columns, resume)
         else:
-            log.error(
-                "rank %d stopped; its finished chunks are kept in %s: run again with --resume",
-                ranks.rank,
-                parts_path(output),
-            )
+            log.error("rank %d stopped; its finished chunks are kept in %s: run again with --resume",
+                      ranks.rank, parts_path(output))  # fmt: skip
         raise
     ranks.barrier()
     if ranks.rank == 0:
         missing = [r for r in range(ranks.world) if not Path(f"{_part(output, run, r, ranks.world)}.done").exists()]
         if missing:
             raise RuntimeError(f"parts {missing} of {ranks.world} did not finish; run again with --resume")
-        failures = _merge(output, run, columns, resume)
+        failures = _merge(output, run, predictor.columns, resume)
     failed = ranks.broadcast(len(failures))
     predicted, audio_seconds = ranks.sum([predicted, audio_seconds])
     return Summary(int(predicted), audio_seconds, time.monotonic() - started, failed, failures)
+
+
+def _write_share(
+    results: Iterable[Prediction | Failure], writer: _PartWriter, save_every: float
+) -> tuple[int, float, list[tuple[str, str]]]:
+    """Write this process's results in chunks; (sources predicted, their audio seconds, failures)."""
+    saved = time.monotonic()
+    predicted, audio_seconds, failures = 0, 0.0, []
+    for result in results:
+        writer.add(result)
+        if isinstance(result, Prediction):
+            predicted, audio_seconds = predicted + 1, audio_seconds + result.seconds
+        else:
+            log.warning("skipped %s: %s", result.name, result.error)
+            failures.append((result.name, result.error))
+        if len(writer) >= CHUNK_SOURCES or time.monotonic() - saved > save_every:
+            writer.flush()
+            saved = time.monotonic()
+    writer.finish()
+    return predicted, audio_seconds, failures

@@ -3,8 +3,7 @@
 :func:`write_report` reads a run directory (:mod:`emosphere.rundir`; the split
 is evaluated first when the run has no ``eval_<split>/``) and writes PNGs and
 one self-contained ``report.html`` (images embedded as data URIs, no network
-resources) to an output folder. Figures are drawn with matplotlib's object API
-(no pyplot, so the caller's backend is left alone):
+resources) to an output folder. The figures (:mod:`emosphere.plots`):
 
 * ``curves.png``: training and development losses per step, development CCC per
   dimension per epoch (best epoch marked), the auxiliary weight per epoch;
@@ -32,21 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from . import rundir
-from .config import ObjectiveConfig, RunConfig
-from .io import atomic_path, read_table, write_text_atomic
-from .labels import LABEL_COLUMNS, Corpus, LabelError, read_consensus
-from .losses import aux_weight
-from .metrics import ccc, confusion_matrix
-from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical
-
-COLOURS = {"arousal": "#d62728", "valence": "#2ca02c", "dominance": "#1f77b4", "mean": "#333333"}
-MIN_SPEAKER_UTTERANCES = 10
-"""Speakers with fewer utterances in the split get no CCC of their own (nor does MSP-Podcast's
-``SpkrID`` "Unknown", which pools many speakers)."""
+from .evaluate import evaluate_run
+from .io import write_text_atomic
+from .labels import Corpus
+from .plots import (
+    MIN_SPEAKER_UTTERANCES,
+    aux_weights,
+    group_ccc,
+    plot_bias,
+    plot_confusion,
+    plot_curves,
+    plot_groups,
+    plot_projections,
+    plot_scatter,
+    plot_sphere,
+)
+from .rundir import RunDir, epoch_metrics
+from .sphere import DIMENSIONS
 
 
 @dataclass
@@ -54,322 +57,6 @@ class Figure:
     file: str
     title: str
     caption: str
-
-
-def _figure(rows: int, cols: int, width: float = 4.2, height: float = 3.6):
-    from matplotlib.figure import Figure as MplFigure
-
-    fig = MplFigure(figsize=(cols * width, rows * height), layout="constrained")
-    return fig, fig.subplots(rows, cols, squeeze=False)
-
-
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-
-
-def _arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) (n, 3) on the 1-7 scale in A, V, D order."""
-    predicted = predictions[list(DIMENSIONS)].to_numpy(np.float64)
-    true = predictions[[f"true_{c}" for c in LABEL_COLUMNS]].to_numpy(np.float64)
-    return predicted, true
-
-
-# --- the plots ---------------------------------------------------------------------------------
-
-
-def aux_weights(epochs: pd.DataFrame, objective: ObjectiveConfig) -> pd.Series:
-    """The auxiliary weight of each epoch: as logged, else (an epoch too short to log a step) from the schedule."""
-    schedule = pd.Series({e: aux_weight(e, objective) for e in epochs.index}, dtype=float)
-    logged = epochs["train/aux_weight"] if "train/aux_weight" in epochs else pd.Series(dtype=float)
-    return logged.combine_first(schedule)
-
-
-def plot_curves(log: pd.DataFrame, epochs: pd.DataFrame, weights: pd.Series, path: Path) -> bool:
-    """Losses per step, development CCC per epoch, auxiliary weight per epoch; False without logs."""
-    if log.empty or epochs.empty:
-        return False
-    fig, axes = _figure(1, 3, width=4.8)
-    ax = axes[0, 0]
-    for column, label, style in [
-        ("train/loss", "train total", "-"),
-        ("train/ccc_loss_step", "train CCC loss", "-"),
-        ("train/aux_loss", "train aux loss", "-"),
-    ]:
-        if column in log:
-            rows = log.dropna(subset=[column])
-            ax.plot(rows["step"], rows[column], style, lw=1, alpha=0.8, label=label)
-    for column, label in [("dev/ccc_loss", "dev CCC loss"), ("dev/aux_loss", "dev aux loss")]:
-        if column in log:
-            rows = log.dropna(subset=[column])
-            ax.plot(rows["step"], rows[column], "o--", ms=4, label=label)
-    for boundary in log.groupby("epoch")["step"].max().iloc[:-1]:
-        ax.axvline(boundary, color="0.85", lw=0.8, zorder=0)
-    ax.set(xlabel="step (grey lines: epoch ends)", ylabel="loss", title="losses")
-    ax.legend(fontsize=7)
-
-    ax = axes[0, 1]
-    for name in (*DIMENSIONS, "mean"):
-        column = f"dev/ccc_{name}"
-        if column in epochs:
-            values = epochs[column].dropna()
-            ax.plot(values.index, values, "o-", color=COLOURS[name], lw=2 if name == "mean" else 1, label=name)
-    if "dev/ccc_mean" in epochs and epochs["dev/ccc_mean"].notna().any():
-        best = int(epochs["dev/ccc_mean"].idxmax())
-        ax.axvline(best, color="0.6", ls=":", label=f"best epoch {best}")
-    ax.set(xlabel="epoch", ylabel="CCC (1-7 scale)", title="development CCC")
-    ax.legend(fontsize=7)
-
-    ax = axes[0, 2]
-    ax.bar(weights.index, weights, color="#9467bd")
-    for epoch, weight in weights.items():
-        ax.text(epoch, weight, f"{weight:.3g}", ha="center", va="bottom", fontsize=7)
-    ax.set(xlabel="epoch", ylabel="weight w(e)", title="auxiliary loss weight", ylim=(0, 1.15))
-    for a in axes.flat:
-        a.xaxis.get_major_locator().set_params(integer=True)
-    _save(fig, path)
-    return True
-
-
-def plot_scatter(predictions: pd.DataFrame, metrics: dict[str, Any], path: Path) -> None:
-    predicted, true = _arrays(predictions)
-    fig, axes = _figure(1, 3)
-    for i, name in enumerate(DIMENSIONS):
-        ax = axes[0, i]
-        hexes = ax.hexbin(true[:, i], predicted[:, i], gridsize=24, extent=(1, 7, 1, 7), mincnt=1, cmap="viridis")
-        ax.plot([1, 7], [1, 7], color="0.5", lw=1, ls="--")
-        ax.set(
-            xlim=(1, 7),
-            ylim=(1, 7),
-            aspect="equal",
-            xlabel=f"true {name}",
-            ylabel=f"predicted {name}",
-            title=f"{name}: CCC {metrics['ccc'][name]:.3f}",
-        )
-        fig.colorbar(hexes, ax=ax, shrink=0.8, label="utterances").ax.yaxis.get_major_locator().set_params(integer=True)
-    _save(fig, path)
-
-
-def error_by_bin(predicted: np.ndarray, true: np.ndarray, width: float = 0.5) -> pd.DataFrame:
-    """Per dimension and bin of the true value: count, mean error (predicted - true) and its standard error."""
-    edges = np.arange(SCALE_MIN, SCALE_MAX + width, width)
-    rows = []
-    for i, name in enumerate(DIMENSIONS):
-        bins = np.clip(np.digitize(true[:, i], edges) - 1, 0, len(edges) - 2)
-        error = predicted[:, i] - true[:, i]
-        for b in np.unique(bins):
-            e = error[bins == b]
-            rows.append(
-                {
-                    "dimension": name,
-                    "centre": edges[b] + width / 2,
-                    "n": len(e),
-                    "mean_error": e.mean(),
-                    "se": e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else np.nan,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def plot_bias(predictions: pd.DataFrame, path: Path) -> None:
-    table = error_by_bin(*_arrays(predictions))
-    fig, axes = _figure(1, 1, width=6.5, height=3.8)
-    ax = axes[0, 0]
-    for offset, name in zip((-0.08, 0.0, 0.08), DIMENSIONS):
-        rows = table[table["dimension"] == name]
-        ax.errorbar(
-            rows["centre"] + offset,
-            rows["mean_error"],
-            yerr=rows["se"].fillna(0),
-            fmt="o-",
-            color=COLOURS[name],
-            ms=4,
-            capsize=2,
-            label=name,
-        )
-    ax.axhline(0, color="0.4", lw=1)
-    ax.axvline(4, color="0.8", lw=1, ls=":")
-    ax.set(
-        xlabel="true value (bins of 0.5; 4 = scale midpoint)",
-        ylabel="mean error, predicted - true",
-        title="error by true value (positive at the low end, negative at the high end = pull to the middle)",
-        xlim=(1, 7),
-    )
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def region_predictions(predictions: pd.DataFrame, regions: RegionSet) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(true, predicted) region indices in ``regions`` (the run's, its origin radius included) and
-    the class names: the classifier's regions when the table has them, else the regions of the
-    predicted values."""
-    names = regions.class_names
-    predicted, true = _arrays(predictions)
-    truth = regions.assign(true)
-    if "region" in predictions:
-        guess = pd.Categorical(predictions["region"].astype(str), categories=names).codes.astype(np.int64)
-    else:
-        guess = regions.assign(predicted)
-    return truth, guess, names
-
-
-def plot_confusion(predictions: pd.DataFrame, metrics: dict[str, Any], regions: RegionSet, path: Path) -> None:
-    region = metrics["region"]
-    truth, guess, names = region_predictions(predictions, regions)
-    used = np.union1d(np.unique(truth), np.unique(guess))  # large grids: only the classes that occur
-    counts = confusion_matrix(guess, truth, len(names))[np.ix_(used, used)]
-    rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    size = min(max(4.5, 0.42 * len(used) + 2), 14)
-    fig, axes = _figure(1, 1, width=size, height=size * 0.85)
-    ax = axes[0, 0]
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    labels = [names[c] for c in used]
-    ax.set_xticks(range(len(used)), labels, rotation=90 if len(used) > 10 else 0, fontsize=7)
-    ax.set_yticks(range(len(used)), labels, fontsize=7)
-    if len(used) <= 20:
-        for (r, c), n in np.ndenumerate(counts):
-            if n:
-                ax.text(
-                    c, r, str(n), ha="center", va="center", fontsize=7, color="white" if rates[r, c] > 0.5 else "black"
-                )
-    source = "region head" if region["source"] == "classifier" else "regions of the predicted values"
-    ax.set(
-        xlabel=f"predicted ({source})",
-        ylabel="true",
-        title=f"{region['region_set']}: accuracy {region['accuracy']:.3f}, macro-F1 {region['macro_f1']:.3f}, "
-        f"UAR {region['uar']:.3f}",
-    )
-    ax.title.set_fontsize(9)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true region's utterances")
-    _save(fig, path)
-
-
-def _octant_cells() -> list[tuple[float, float, str]]:
-    """(phi, theta) in degrees at the centre of each octant's cell on the azimuth-polar map, and its name."""
-    octants = RegionSet("octant")
-    cells = []
-    for phi in (-135.0, -45.0, 45.0, 135.0):
-        for theta in (45.0, 135.0):
-            a, v, d = (
-                np.sin(np.radians(theta)) * np.cos(np.radians(phi)),
-                np.cos(np.radians(theta)),
-                np.sin(np.radians(theta)) * np.sin(np.radians(phi)),
-            )
-            point = 4 + 3 * np.array([a, v, d])  # back to the 1-7 scale
-            cells.append((phi, theta, octants.class_names[int(octants.assign(point))]))
-    return cells
-
-
-def plot_sphere(predictions: pd.DataFrame, region_set: str, path: Path) -> None:
-    predicted, true = _arrays(predictions)
-    fig, axes = _figure(1, 2, width=5.4, height=3.9)
-    delta = RegionSet(region_set).delta
-    for ax, values, title in ((axes[0, 0], true, "labels"), (axes[0, 1], predicted, "predictions")):
-        r, theta, phi = to_spherical(centre(values)).T
-        points = ax.scatter(np.degrees(phi), np.degrees(theta), c=r, s=6, cmap="plasma", vmin=0, vmax=np.sqrt(3))
-        if delta and delta != 90:
-            for line in np.arange(-180, 181, delta):
-                ax.axvline(line, color="0.85", lw=0.6, zorder=0)
-            for line in np.arange(0, 181, delta):
-                ax.axhline(line, color="0.85", lw=0.6, zorder=0)
-        for line in (-90, 0, 90):
-            ax.axvline(line, color="0.3", lw=1)
-        ax.axhline(90, color="0.3", lw=1)
-        for cell_phi, cell_theta, name in _octant_cells():
-            ax.text(
-                cell_phi,
-                cell_theta,
-                name,
-                ha="center",
-                va="center",
-                fontsize=13,
-                color="0.55",
-                alpha=0.6,
-                fontweight="bold",
-            )
-        ax.set(
-            xlim=(-180, 180),
-            ylim=(180, 0),
-            xticks=range(-180, 181, 90),
-            yticks=range(0, 181, 45),
-            xlabel="azimuth phi = atan2(D, A) (degrees)",
-            ylabel="polar theta = arccos(V / r) (degrees)",
-            title=f"{title} (V+ at the top; A+ for |phi| < 90, D+ for phi > 0)",
-        )
-        ax.title.set_fontsize(9)
-    fig.colorbar(points, ax=axes[0, :].tolist(), shrink=0.8, label="intensity r (centred)")
-    _save(fig, path)
-
-
-def plot_projections(predictions: pd.DataFrame, path: Path) -> None:
-    predicted, true = _arrays(predictions)
-    fig, axes = _figure(1, 3, height=4.0)
-    pairs = [(0, 1), (0, 2), (1, 2)]
-    for ax, (x, y) in zip(axes[0], pairs):
-        ax.scatter(true[:, x], true[:, y], s=5, color="0.65", alpha=0.6, label="labels")
-        ax.scatter(predicted[:, x], predicted[:, y], s=5, color="#d62728", alpha=0.6, label="predictions")
-        ax.axvline(4, color="0.3", lw=1)
-        ax.axhline(4, color="0.3", lw=1)
-        ax.set(
-            xlim=(1, 7),
-            ylim=(1, 7),
-            aspect="equal",
-            xlabel=DIMENSIONS[x],
-            ylabel=DIMENSIONS[y],
-            title=f"{DIMENSIONS[x]} - {DIMENSIONS[y]}",
-        )
-        ax.legend(fontsize=7, loc="lower right", markerscale=2)
-    _save(fig, path)
-
-
-def group_ccc(table: pd.DataFrame, column: str, min_n: int = 2) -> pd.DataFrame:
-    """CCC per dimension and their mean for each value of ``column`` with at least ``min_n`` rows."""
-    rows = []
-    for value, group in table.groupby(column):
-        if len(group) < min_n:
-            continue
-        predicted, true = _arrays(group)
-        values = ccc(predicted, true)
-        rows.append({column: value, "n": len(group), **dict(zip(DIMENSIONS, values)), "mean": values.mean()})
-    return pd.DataFrame(rows)
-
-
-def plot_groups(genders: pd.DataFrame | None, speakers: pd.DataFrame | None, path: Path) -> None:
-    panels = [p for p in (genders, speakers) if p is not None and not p.empty]
-    fig, axes = _figure(1, len(panels), width=5.0, height=3.8)
-    panel = iter(axes[0])
-    if genders is not None and not genders.empty:
-        ax = next(panel)
-        names = [*DIMENSIONS, "mean"]
-        width = 0.8 / len(genders)
-        for k, (_, row) in enumerate(genders.iterrows()):
-            ax.bar(
-                np.arange(len(names)) + (k - (len(genders) - 1) / 2) * width,
-                [row[n] for n in names],
-                width,
-                label=f"{row['Gender']} (n={row['n']})",
-            )
-        ax.set_xticks(range(len(names)), names)
-        ax.set(ylabel="CCC", title="CCC per gender")
-        ax.legend(fontsize=7)
-    if speakers is not None and not speakers.empty:
-        ax = next(panel)
-        names = [*DIMENSIONS, "mean"]
-        rng = np.random.default_rng(0)
-        for i, name in enumerate(names):
-            ax.scatter(
-                i + rng.uniform(-0.15, 0.15, len(speakers)), speakers[name], s=12, color=COLOURS[name], alpha=0.7
-            )
-            ax.plot([i - 0.25, i + 0.25], [speakers[name].median()] * 2, color="black", lw=2)
-        ax.set_xticks(range(len(names)), names)
-        ax.set(
-            ylabel="CCC",
-            title=f"CCC per speaker ({len(speakers)} speakers with >= "
-            f"{MIN_SPEAKER_UTTERANCES} utterances; bar = median)",
-        )
-        ax.title.set_fontsize(9)
-    _save(fig, path)
 
 
 # --- the page ----------------------------------------------------------------------------------
@@ -435,19 +122,22 @@ def _page(
     )
 
 
-def _speaker_table(run_dir: Path, config: RunConfig, files: pd.Series) -> pd.DataFrame | None:
-    """``FileName`` with ``Gender`` and ``SpkrID`` where known: from the run's ``labels.csv``, else
-    from the label file of its corpus (splits training did not prepare); None if neither has them."""
-    labels = run_dir / rundir.LABELS
-    if labels.is_file():
-        table = read_table(labels)
-        if set(files) <= set(table["FileName"]):
-            return table
-    data = config.data
-    try:
-        return read_consensus(Corpus.at(data.corpus or ".", data.labels, data.audio_dir).labels)
-    except (LabelError, OSError):
-        return None
+CAPTIONS = {
+    "curves.png": ("Training curves", "Losses per logged step (train) and per epoch (dev); development CCC per "
+                   "dimension per epoch; the weight of the auxiliary region loss in each epoch."),
+    "scatter.png": ("Predicted against true", "One hexbin per dimension; dashed: perfect prediction."),
+    "bias.png": ("Error by true value",
+                 "Mean of predicted - true in 0.5-wide bins of the true value, with its standard error."),
+    "confusion.png": ("Region confusion matrix", "Rows: true region (from the labels); columns: predicted region; "
+                      "colour: share of the row; numbers: utterances."),
+    "sphere.png": ("Labels and predictions on the sphere",
+                   "Azimuth-polar map of the centred point (a, v, d) = 2 (x - 1) / 6 - 1; black lines: octant "
+                   "boundaries (A = 4 at phi = +-90, D = 4 at phi = 0 and +-180, V = 4 at theta = 90); grey grid: "
+                   "the run's sphereN region set; colour: intensity r."),
+    "projections.png": ("Labels and predictions on the planes",
+                        "Grey: labels; red: predictions; lines at the scale midpoint 4 (the octant boundaries)."),
+    "groups.png": ("CCC per gender and per speaker", "CCC within each group on the 1-7 scale."),
+}  # fmt: skip
 
 
 def write_report(
@@ -455,94 +145,64 @@ def write_report(
     output: str | os.PathLike,
     *,
     split: str | None = None,
+    corpus: Corpus | None = None,
     batch_size: int = 16,
     device: str = "cpu",
 ) -> Path:
     """Write the PNGs and ``report.html`` of ``run_dir`` for ``split`` (default: the run's development
-    split) to ``output``; returns the HTML's path."""
-    run_dir, output = Path(run_dir), Path(output)
-    config = rundir.open_run(run_dir)
+    split) to ``output``, evaluating the split first if need be (from ``corpus`` when the run's
+    corpus has moved); returns the HTML's path."""
+    run, output = RunDir.open(run_dir), Path(output)
+    config = run.config()
     split = split or config.data.dev_split
-    metrics, predictions = rundir.evaluation(run_dir, split, batch_size=batch_size, device=device)
-    log = rundir.metric_log(run_dir)
-    epochs = rundir.epoch_metrics(log)
+    metrics, predictions = evaluate_run(run, split, corpus=corpus, batch_size=batch_size, device=device)
+    log = run.metric_log()
+    epochs = epoch_metrics(log)
     output.mkdir(parents=True, exist_ok=True)
-
-    figures = []
-    if plot_curves(log, epochs, aux_weights(epochs, config.objective), output / "curves.png"):
-        figures.append(
-            Figure(
-                "curves.png",
-                "Training curves",
-                "Losses per logged step (train) and per epoch (dev); development CCC per dimension "
-                "per epoch; the weight of the auxiliary region loss in each epoch.",
-            )
-        )
+    drawn = (
+        ["curves.png"] if plot_curves(log, epochs, aux_weights(epochs, config.objective), output / "curves.png") else []
+    )
     plot_scatter(predictions, metrics, output / "scatter.png")
     plot_bias(predictions, output / "bias.png")
-    plot_confusion(
-        predictions, metrics, RegionSet(config.model.regions, config.model.origin_radius), output / "confusion.png"
-    )
+    plot_confusion(predictions, metrics, config.model.region_set(), output / "confusion.png")
     plot_sphere(predictions, metrics["region"]["region_set"], output / "sphere.png")
     plot_projections(predictions, output / "projections.png")
-    figures += [
-        Figure("scatter.png", "Predicted against true", "One hexbin per dimension; dashed: perfect prediction."),
-        Figure(
-            "bias.png",
-            "Error by true value",
-            "Mean of predicted - true in 0.5-wide bins of the true value, with its standard error.",
-        ),
-        Figure(
-            "confusion.png",
-            "Region confusion matrix",
-            "Rows: true region (from the labels); columns: predicted region; colour: share of the row; numbers: "
-            "utterances.",
-        ),
-        Figure(
-            "sphere.png",
-            "Labels and predictions on the sphere",
-            "Azimuth-polar map of the centred point (a, v, d) = 2 (x - 1) / 6 - 1; black lines: octant "
-            "boundaries (A = 4 at phi = +-90, D = 4 at phi = 0 and +-180, V = 4 at theta = 90); grey grid: the "
-            "run's sphereN region set; colour: intensity r.",
-        ),
-        Figure(
-            "projections.png",
-            "Labels and predictions on the planes",
-            "Grey: labels; red: predictions; lines at the scale midpoint 4 (the octant boundaries).",
-        ),
-    ]
-    extra = []
-    speakers_table = _speaker_table(run_dir, config, predictions["FileName"])
-    groups = [c for c in ("Gender", "SpkrID") if speakers_table is not None and c in speakers_table]
-    if groups:
-        joined = predictions.merge(speakers_table[["FileName", *groups]], on="FileName", how="left")
-        genders = group_ccc(joined, "Gender") if "Gender" in groups else None
-        known = joined[joined["SpkrID"].astype(str) != "Unknown"] if "SpkrID" in groups else joined
-        speakers = group_ccc(known, "SpkrID", MIN_SPEAKER_UTTERANCES) if "SpkrID" in groups else None
-        if any(g is not None and not g.empty for g in (genders, speakers)):
-            plot_groups(genders, speakers, output / "groups.png")
-            figures.append(
-                Figure("groups.png", "CCC per gender and per speaker", "CCC within each group on the 1-7 scale.")
-            )
-        if genders is not None and not genders.empty:
-            extra.append(("CCC per gender", _table(genders)))
-        if speakers is not None and not speakers.empty:
-            extra.append(
-                (
-                    f"CCC per speaker (>= {MIN_SPEAKER_UTTERANCES} utterances), lowest mean first",
-                    _table(speakers.sort_values("mean")),
-                )
-            )
-    best = epochs["dev/ccc_mean"].idxmax() if "dev/ccc_mean" in epochs and epochs["dev/ccc_mean"].notna().any() else "-"
+    drawn += ["scatter.png", "bias.png", "confusion.png", "sphere.png", "projections.png"]
+    tables = _groups(predictions, run.speaker_table(predictions["FileName"], corpus), output / "groups.png")
+    drawn += ["groups.png"] if tables else []
+    figures = [Figure(name, *CAPTIONS[name]) for name in drawn]
+    dev = epochs["dev/ccc_mean"] if "dev/ccc_mean" in epochs else pd.Series(dtype=float)
     facts = {
-        "run": run_dir.resolve(),
+        "run": run.path.resolve(),
         "encoder": config.model.encoder.name,
         "pooling": config.model.pooling,
         "regions": config.model.regions,
         "auxiliary weight": config.objective.aux_schedule,
         "epochs logged": len(epochs),
-        "best epoch (dev mean CCC)": best,
+        "best epoch (dev mean CCC)": dev.idxmax() if dev.notna().any() else "-",
     }
-    page = _page(f"emosphere report: {run_dir.name}", facts, metrics, figures, output, extra)
+    page = _page(f"emosphere report: {run.path.name}", facts, metrics, figures, output, tables)
     write_text_atomic(output / "report.html", page)
     return output / "report.html"
+
+
+def _groups(predictions: pd.DataFrame, labels: pd.DataFrame | None, path: Path) -> list[tuple[str, str]]:
+    """CCC per gender and per speaker (with ``MIN_SPEAKER_UTTERANCES``), when the label table has
+    ``Gender`` and ``SpkrID``: their figure at ``path`` and their HTML tables (heading, table)."""
+    groups = [c for c in ("Gender", "SpkrID") if labels is not None and c in labels]
+    path.unlink(missing_ok=True)
+    if not groups:
+        return []
+    joined = predictions.merge(labels[["FileName", *groups]], on="FileName", how="left")
+    genders = group_ccc(joined, "Gender") if "Gender" in groups else None
+    known = joined[joined["SpkrID"].astype(str) != "Unknown"] if "SpkrID" in groups else joined
+    speakers = group_ccc(known, "SpkrID", MIN_SPEAKER_UTTERANCES) if "SpkrID" in groups else None
+    tables = []
+    if genders is not None and not genders.empty:
+        tables.append(("CCC per gender", _table(genders)))
+    if speakers is not None and not speakers.empty:
+        heading = f"CCC per speaker (>= {MIN_SPEAKER_UTTERANCES} utterances), lowest mean first"
+        tables.append((heading, _table(speakers.sort_values("mean"))))
+    if tables:
+        plot_groups(genders, speakers, path)
+    return tables

@@ -1,16 +1,20 @@
-"""Reading a training run directory (written by :mod:`emosphere.train`).
+"""A training run's directory: its layout, in one place, and what can be read from it.
 
-A run directory holds ``config.yaml``, ``labels.csv``, ``logs/version_N/metrics.csv``
-(one folder per start or resume), ``model/`` and, once evaluated,
-``eval_<split>/metrics.json`` and ``predictions_full.csv``. The report and the
-ablation table read runs only through these functions:
+:class:`RunDir` owns every path of a run; no other module spells one. A run
+directory (written by :mod:`emosphere.train`) holds:
 
-* :func:`open_run`: the run's config, or a :class:`FileNotFoundError` naming what is missing;
-* :func:`metric_log` / :func:`epoch_metrics`: the logged curves, every version in order;
-* :func:`split_rows`: the prepared rows of a split: from ``labels.csv`` (training prepares
-  its training and development splits), else prepared from the run's corpus;
-* :func:`evaluation`: the metrics and predictions of a split, evaluating the run's best
-  model first (through :func:`emosphere.evaluate.evaluate`) when ``eval_<split>/`` is missing.
+* ``config.yaml``: the run's full config, its paths absolute, so that the run
+  reads the same from any working directory;
+* ``labels.csv``: the prepared label table of the splits training read;
+* ``audio_stats.json``: normalisation statistics of the training audio;
+* ``checkpoints/``: Lightning checkpoints, ``last.ckpt`` (for ``--resume``)
+  and the best;
+* ``logs/version_N/metrics.csv``: metrics per step and epoch, one folder per
+  start or resume; ``tensorboard/version_N/``: the same for TensorBoard;
+* ``model/``: the best model as a model directory (:mod:`emosphere.model`);
+* ``eval_<split>/``: once evaluated, ``metrics.json``, ``predictions.csv`` and
+  ``predictions_full.csv`` (:func:`emosphere.evaluate.evaluate_run`);
+* ``ablation.json``: for a variant of an ablation set, its state (:mod:`emosphere.ablate`).
 """
 
 from __future__ import annotations
@@ -19,39 +23,119 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .config import RunConfig, load_config
+from .errors import UserError
 from .io import read_table
 
-CONFIG = "config.yaml"
-LABELS = "labels.csv"
+if TYPE_CHECKING:
+    from .labels import Corpus
 
 
-def open_run(run_dir: str | os.PathLike) -> RunConfig:
-    """The run's config; raise :class:`FileNotFoundError` if ``run_dir`` is not a run directory."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run directory")
-    if not (run_dir / CONFIG).is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no {CONFIG}; train writes one)")
-    return load_config(run_dir / CONFIG)
+class RunDir:
+    """The directory of one training run (see the module docstring)."""
 
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
 
-def metric_log(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every ``logs/version_N/metrics.csv`` of the run, in version order, with a ``version``
-    column; empty when the run logged nothing."""
-    paths = list(Path(run_dir).glob("logs/version_*/metrics.csv"))
-    versions = sorted((int(re.sub(r"\D", "", p.parent.name) or 0), p) for p in paths)
-    tables = [pd.read_csv(p).assign(version=v) for v, p in versions]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["epoch", "step", "version"])
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    config_file = property(lambda self: self.path / "config.yaml")
+    labels_file = property(lambda self: self.path / "labels.csv")
+    stats_file = property(lambda self: self.path / "audio_stats.json")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.ckpt")
+    model_dir = property(lambda self: self.path / "model")
+    ablation_state = property(lambda self: self.path / "ablation.json")
+
+    def eval_dir(self, split: str) -> Path:
+        return self.path / f"eval_{split}"
+
+    def metrics_file(self, split: str) -> Path:
+        return self.eval_dir(split) / "metrics.json"
+
+    @property
+    def has_model(self) -> bool:
+        """Whether training finished and saved its model."""
+        return (self.model_dir / "config.json").is_file()
+
+    @staticmethod
+    def holds_run(path: str | os.PathLike) -> bool:
+        """Whether ``path`` is a run directory with a trained model."""
+        run = RunDir(path)
+        return run.config_file.is_file() and run.has_model
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunDir:
+        """The run at ``path``; :class:`UserError` naming what is missing if it is not one."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise UserError(f"{run.path}: no such run directory")
+        if not run.config_file.is_file():
+            raise UserError(f"{run.path}: not a run directory (no {run.config_file.name}; emosphere train writes one)")
+        return run
+
+    def config(self) -> RunConfig:
+        return load_config(self.config_file)
+
+    def metric_log(self) -> pd.DataFrame:
+        """Every ``logs/version_N/metrics.csv``, in version order, with a ``version`` column; empty
+        when the run logged nothing."""
+        paths = list(self.path.glob("logs/version_*/metrics.csv"))
+        versions = sorted((int(re.sub(r"\D", "", p.parent.name) or 0), p) for p in paths)
+        tables = [pd.read_csv(p).assign(version=v) for v, p in versions]
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["epoch", "step", "version"])
+
+    def split_rows(self, split_name: str, corpus: Corpus | None = None) -> pd.DataFrame:
+        """The prepared rows of a split: from ``corpus`` when given (a corpus that has moved), else
+        from ``labels.csv`` when it has the split, else prepared from the corpus the config names
+        (as ``emosphere evaluate`` does)."""
+        from .labels import Corpus, prepare_labels, split
+
+        config = self.config()
+        if corpus is None and self.labels_file.is_file():
+            table = read_table(self.labels_file)
+            if (table["Split_Set"] == split_name).any():
+                return split(table, split_name)
+        corpus = corpus or Corpus.from_config(config.data)
+        table = prepare_labels(corpus, config.model.region_set(), keep_other=config.data.keep_other, progress=False)
+        return split(table, split_name)
+
+    def speaker_table(self, files: pd.Series, corpus: Corpus | None = None) -> pd.DataFrame | None:
+        """A label table holding ``FileName``, ``Gender`` and ``SpkrID`` for ``files``: ``labels.csv``
+        when it covers them, else the label file of ``corpus`` (default: the run's); None if neither
+        can be read."""
+        if corpus is None and self.labels_file.is_file():
+            table = read_table(self.labels_file)
+            if set(files) <= set(table["FileName"]):
+                return table
+        from .labels import Corpus, LabelError, read_consensus
+
+        try:
+            return read_consensus((corpus or Corpus.from_config(self.config().data)).labels)
+        except (LabelError, OSError):
+            return None
+
+    def evaluation(self, split_name: str) -> tuple[dict[str, Any], pd.DataFrame] | None:
+        """The metrics and ``predictions_full.csv`` of ``eval_<split>/``, or None when they are missing
+        or older than the run's model."""
+        folder = self.eval_dir(split_name)
+        metrics, weights = self.metrics_file(split_name), self.model_dir / "model.safetensors"
+        if not (metrics.is_file() and (folder / "predictions_full.csv").is_file()):
+            return None
+        if weights.is_file() and metrics.stat().st_mtime < weights.stat().st_mtime:
+            return None
+        return json.loads(metrics.read_text()), read_table(folder / "predictions_full.csv")
 
 
 def epoch_metrics(log: pd.DataFrame) -> pd.DataFrame:
-    """One row per epoch: for each logged column, its last value in that epoch (a resumed
-    epoch overrides the interrupted one); ``train/aux_weight`` is per step, so its first value."""
+    """One row per epoch of a :meth:`RunDir.metric_log`: for each logged column, its last value in
+    that epoch (a resumed epoch overrides the interrupted one); ``train/aux_weight`` is per step,
+    so its first value."""
     if log.empty or "epoch" not in log:
         return pd.DataFrame()
     values = log.drop(columns=[c for c in ("step", "version") if c in log]).groupby("epoch").last()
@@ -60,53 +144,3 @@ def epoch_metrics(log: pd.DataFrame) -> pd.DataFrame:
         values["train/aux_weight"] = weights.groupby("epoch")["train/aux_weight"].first()
     values.index = values.index.astype(int)
     return values
-
-
-def split_rows(run_dir: str | os.PathLike, split: str) -> pd.DataFrame:
-    """The prepared rows of ``split``: from the run's ``labels.csv`` when it has them, else prepared
-    from the corpus the run's config names (as ``emosphere evaluate`` does)."""
-    from .labels import Corpus, prepare_labels
-    from .labels import split as rows_of
-    from .sphere import RegionSet
-
-    run_dir = Path(run_dir)
-    if (run_dir / LABELS).is_file():
-        table = read_table(run_dir / LABELS)
-        if (table["Split_Set"] == split).any():
-            return rows_of(table, split)
-    config = open_run(run_dir)
-    data, model = config.data, config.model
-    corpus = Corpus.at(data.corpus or ".", data.labels, data.audio_dir)
-    table = prepare_labels(
-        corpus, RegionSet(model.regions, model.origin_radius), keep_other=data.keep_other, progress=False
-    )
-    return rows_of(table, split)
-
-
-def evaluation(
-    run_dir: str | os.PathLike, split: str, *, batch_size: int = 16, device: str = "cpu"
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Metrics and ``predictions_full.csv`` of ``eval_<split>/``; when they are missing or older
-    than the run's ``model/``, the model is evaluated on the split (:func:`split_rows`) and the
-    folder is written."""
-    run_dir = Path(run_dir)
-    output = run_dir / f"eval_{split}"
-    metrics_path, weights = output / "metrics.json", run_dir / "model" / "model.safetensors"
-    if (
-        metrics_path.is_file()
-        and (output / "predictions_full.csv").is_file()
-        and (not weights.is_file() or metrics_path.stat().st_mtime >= weights.stat().st_mtime)
-    ):
-        return json.loads(metrics_path.read_text()), read_table(output / "predictions_full.csv")
-    from .evaluate import evaluate, write_evaluation
-    from .model import EmoSphereSER
-
-    if not (run_dir / "model").exists():
-        raise FileNotFoundError(
-            f"{run_dir}: no model to evaluate split {split!r} with (the run did not finish training?)"
-        )
-    rows = split_rows(run_dir, split)
-    model = EmoSphereSER.from_pretrained(run_dir / "model", device=device)
-    metrics, predictions = evaluate(model, rows, split=split, batch_size=batch_size, device=device)
-    write_evaluation(metrics, predictions, output)
-    return metrics, predictions

@@ -8,15 +8,17 @@ model, the limits and the batching; ``GET /`` is the page
 description.
 
 One inference path: an upload is decoded from memory by soundfile into an
-:class:`emosphere.inputs.ArraySource` and goes through
-:func:`emosphere.inference.decode` and :func:`emosphere.inference.predict_pool`,
-with the default 12 s windows and 6 s hop, so the service gives the numbers
-``emosphere predict`` gives for the same file.
+:class:`emosphere.inputs.ArraySource` and goes through the engine
+(:meth:`emosphere.engine.Predictor.decode`, then :meth:`~emosphere.engine.Predictor.run`
+for the uploads that wait together), with the default windows, so the service
+gives the numbers ``emosphere predict`` gives for the same file. The JSON
+answer's fields, and their descriptions in the OpenAPI document, come from
+:mod:`emosphere.schema`.
 
 Cross-request batching: the model is not safe to run from several threads at
 once, so one worker thread (:class:`Batcher`) owns it. It takes the first
-waiting upload, then collects more for up to ``batch_wait`` seconds or until
-``batch_size`` windows are waiting, runs them as one pool (windows sorted by
+waiting upload, then collects more for up to ``batch_wait`` seconds or until a
+batch of windows is waiting (the predictor's batch size), runs them as one pool (windows sorted by
 length, zero-padded batches; padding never changes a prediction), and answers
 each request. Decoding runs in the server's thread pool, so the event loop
 only moves bytes.
@@ -50,16 +52,16 @@ import soundfile as sf
 import uvicorn
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .audio import plausible_rate
-from .inference import HOP_SECONDS, WINDOW_SECONDS, Backend, Failure, Item, Prediction, decode, predict_pool
+from .engine import Failure, Item, Prediction, Predictor
 from .inputs import ArraySource, InputError
-from .sphere import DIMENSIONS
+from .schema import REGION_FIELDS, SPAN_FIELDS, VALUE_FIELDS, json_values
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,8 @@ PAGE = "serve.html"
 class Settings:
     """How the service batches and what it accepts."""
 
-    batch_size: int = 8
-    """Windows per forward pass."""
     batch_wait: float = 0.005
-    """Seconds the worker waits for more uploads after the first, unless ``batch_size`` windows are waiting."""
+    """Seconds the worker waits for more uploads after the first, unless a batch of windows is waiting."""
     cross_request: bool = True
     """Batch the uploads of concurrent requests together; False runs each request on its own."""
     max_upload_mb: float = 50.0
@@ -85,8 +85,8 @@ class Settings:
     """Uploads that may wait for the model; more are answered 503."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_pending < 1:
-            raise InputError(f"need batch size >= 1 and max pending >= 1, got {self.batch_size} and {self.max_pending}")
+        if self.max_pending < 1:
+            raise InputError(f"need max pending >= 1, got {self.max_pending}")
         limits = (self.batch_wait, self.max_upload_mb, self.max_seconds)
         if not all(map(math.isfinite, limits)) or self.batch_wait < 0 or min(limits[1:]) <= 0:
             raise InputError(
@@ -104,11 +104,11 @@ class Busy(Exception):
 
 
 class Batcher:
-    """The one thread that runs ``backend``: :meth:`submit` a decoded upload, get a future of its
+    """The one thread that runs ``predictor``: :meth:`submit` a decoded upload, get a future of its
     :class:`Prediction`. Uploads submitted close together run as one pool (see the module docstring)."""
 
-    def __init__(self, backend: Backend, settings: Settings) -> None:
-        self.backend = backend
+    def __init__(self, predictor: Predictor, settings: Settings) -> None:
+        self.predictor = predictor
         self.settings = settings
         self.pools = 0
         """Pools run so far (one or more forward passes each)."""
@@ -142,7 +142,7 @@ class Batcher:
             return None
         pool, windows = [first], len(first[0].spans)
         deadline = time.monotonic() + self.settings.batch_wait
-        while self.settings.cross_request and windows < self.settings.batch_size:
+        while self.settings.cross_request and windows < self.predictor.options.batch_size:
             try:
                 entry = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -158,7 +158,7 @@ class Batcher:
         while (pool := self._collect()) is not None:
             pool = [(item, future) for item, future in pool if future.set_running_or_notify_cancel()]
             try:
-                results = list(predict_pool(self.backend, [item for item, _ in pool], self.settings.batch_size))
+                results = self.predictor.run([item for item, _ in pool])
             except Exception as error:
                 log.exception("the model failed on a pool of %d uploads", len(pool))
                 for _, future in pool:
@@ -173,38 +173,27 @@ class Batcher:
 # --- the JSON answer ---------------------------------------------------------------------------
 
 
-class Values(BaseModel):
-    """Predictions for a span of the audio; the scale of each value is stated."""
-
-    start: float = Field(description="start of the span, seconds")
-    end: float = Field(description="end of the span, seconds (for the file: its duration)")
-    arousal: float = Field(description="arousal on the 1-7 scale of MSP-Podcast, clipped")
-    valence: float = Field(description="valence on the 1-7 scale, clipped")
-    dominance: float = Field(description="dominance on the 1-7 scale, clipped")
-    arousal_unit: float = Field(description="arousal on [0, 1] = (arousal - 1) / 6")
-    valence_unit: float = Field(description="valence on [0, 1]")
-    dominance_unit: float = Field(description="dominance on [0, 1]")
-    r: float = Field(description="intensity: distance of the centred point 2 (x - 1) / 6 - 1 from the centre, >= 0")
-    theta: float = Field(description="polar angle from the positive valence axis, radians in [0, pi]")
-    phi: float = Field(description="azimuth atan2(dominance, arousal) of the centred point, radians in (-pi, pi]")
-    region: str | None = Field(
-        description="the most probable region of the emotion sphere (null without a region head)"
+def answer_model(window: float, hop: float) -> type[BaseModel]:
+    """The pydantic model of ``POST /predict``'s answer, its fields and their descriptions from
+    :mod:`emosphere.schema`: the file's name, its values, and each window's values."""
+    fields: dict[str, Any] = {
+        key: (float, Field(description=text)) for key, text in {**SPAN_FIELDS, **VALUE_FIELDS}.items()
+    }
+    fields["region"] = (str | None, Field(description=REGION_FIELDS["region"]))
+    probabilities = REGION_FIELDS["region_probabilities"]
+    fields["region_probabilities"] = (dict[str, float] | None, Field(description=probabilities))
+    values = create_model("Values", __doc__="Predictions for a span of the audio; the scale of each value is stated.",
+                          **fields)  # fmt: skip
+    windows = (
+        f"one entry per window, in time order, for audio longer than one window ({window:g} s windows every "
+        f"{hop:g} s); empty otherwise"
     )
-    region_probabilities: dict[str, float] | None = Field(
-        description="probability of each region, by name (null without a region head)"
-    )
-
-
-class Upload(BaseModel):
-    file: str = Field(description="the uploaded file's name")
-
-
-class FileValues(Values, Upload):  # fields in the order file, Values, windows
-    """An upload's predictions: the duration-weighted aggregate of its windows, and the windows."""
-
-    windows: list[Values] = Field(
-        description=f"one entry per window, in time order, for audio longer than one window ({WINDOW_SECONDS:g} s "
-        f"windows every {HOP_SECONDS:g} s); empty otherwise"
+    return create_model(
+        "FileValues",
+        __doc__="An upload's predictions: the duration-weighted aggregate of its windows, and the windows.",
+        file=(str, Field(description="the uploaded file's name")),
+        **fields,
+        windows=(list[values], Field(description=windows)),
     )
 
 
@@ -222,31 +211,22 @@ class Health(BaseModel):
     requests: int = Field(description="uploads answered so far")
 
 
-def as_values(row: dict[str, Any], region_names: list[str]) -> dict[str, Any]:
-    """One row of :meth:`Prediction.table` as :class:`Values`."""
-    keys = ["start", "end", *DIMENSIONS, *(f"{d}_unit" for d in DIMENSIONS), "r", "theta", "phi"]
-    values = {key: float(row[key]) for key in keys}
-    has_regions = "region" in row
-    values["region"] = row["region"] if has_regions else None
-    values["region_probabilities"] = {n: float(row[f"p_{n}"]) for n in region_names} if has_regions else None
-    return values
-
-
 def as_json(prediction: Prediction, region_names: list[str]) -> dict[str, Any]:
+    """A prediction as ``POST /predict`` answers it (:func:`answer_model`)."""
     file_row, *window_rows = prediction.table(region_names).to_dict("records")
     return {
         "file": prediction.name,
-        **as_values(file_row, region_names),
-        "windows": [as_values(row, region_names) for row in window_rows],
+        **json_values(file_row, region_names),
+        "windows": [json_values(row, region_names) for row in window_rows],
     }
 
 
 # --- uploads -----------------------------------------------------------------------------------
 
 
-def decode_upload(index: int, name: str, data: bytes, *, min_samples: int, max_seconds: float) -> Item:
-    """Decode uploaded bytes and plan their windows, as :func:`emosphere.inference.decode` does for
-    a file; raises :class:`HTTPException` (413 too long, 422 not audio or too short)."""
+def decode_upload(predictor: Predictor, index: int, name: str, data: bytes, *, max_seconds: float) -> Item:
+    """Decode uploaded bytes and plan their windows, as :meth:`Predictor.decode` does for a file;
+    raises :class:`HTTPException` (413 too long, 422 not audio or too short)."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             if not plausible_rate(f.samplerate):  # as emosphere predict refuses it
@@ -261,9 +241,7 @@ def decode_upload(index: int, name: str, data: bytes, *, min_samples: int, max_s
     except Exception as error:
         reason = getattr(error, "error_string", None) or f"{type(error).__name__}: {error}"
         raise HTTPException(422, f"{name}: not audio that soundfile can read ({reason})") from error
-    entry = decode(
-        index, ArraySource(name, samples, rate), min_samples=min_samples, window=WINDOW_SECONDS, hop=HOP_SECONDS
-    )
+    entry = predictor.decode(ArraySource(name, samples, rate), index)
     if isinstance(entry, Failure):
         raise HTTPException(422, f"{name}: {entry.error}")
     return entry
@@ -302,11 +280,12 @@ class UploadLimit:
 # --- the application ---------------------------------------------------------------------------
 
 
-def create_app(backend: Backend, settings: Settings | None = None, model_name: str = "model") -> FastAPI:
-    """The service for ``backend``; its :class:`Batcher` starts and stops with the application."""
+def create_app(predictor: Predictor, settings: Settings | None = None, model_name: str = "model") -> FastAPI:
+    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application."""
     settings = settings or Settings()
-    batcher = Batcher(backend, settings)
-    region_names = list(backend.region_names)
+    batcher = Batcher(predictor, settings)
+    region_names = predictor.region_names
+    window, hop = predictor.options.window, predictor.options.hop
     page = files(__package__).joinpath(PAGE).read_text(encoding="utf-8")
     upload_ids = itertools.count()
 
@@ -340,8 +319,8 @@ def create_app(backend: Backend, settings: Settings | None = None, model_name: s
             "version": __version__,
             "model": model_name,
             "region_names": region_names,
-            "window_seconds": WINDOW_SECONDS,
-            "hop_seconds": HOP_SECONDS,
+            "window_seconds": window,
+            "hop_seconds": hop,
             "settings": asdict(settings),
             "max_upload_bytes": settings.max_upload_bytes,
             "pending": batcher.pending,
@@ -359,7 +338,7 @@ def create_app(backend: Backend, settings: Settings | None = None, model_name: s
         ]
     }
 
-    @app.post("/predict", response_model=FileValues, responses=errors)
+    @app.post("/predict", response_model=answer_model(window, hop), responses=errors)
     async def predict(
         file: Annotated[UploadFile, File(description="an audio file in any format soundfile reads")],
     ) -> Any:
@@ -370,12 +349,7 @@ def create_app(backend: Backend, settings: Settings | None = None, model_name: s
         if not data:
             raise HTTPException(400, f"{name}: empty upload (the file field holds no bytes)")
         item = await run_in_threadpool(
-            decode_upload,
-            next(upload_ids),
-            name,
-            data,
-            min_samples=backend.min_samples,
-            max_seconds=settings.max_seconds,
+            decode_upload, predictor, next(upload_ids), name, data, max_seconds=settings.max_seconds
         )
         try:
             future = batcher.submit(item)

@@ -4,25 +4,19 @@ Lightning owns the loop, mixed precision, gradient accumulation, DDP,
 checkpoints, resume and logging; this module supplies the objective
 (:mod:`emosphere.losses`), the data and model selection by the best mean CCC
 on the development split, and what Lightning's checkpoints leave out for an
-exact resume: the position within the epoch (:class:`EmoSphereData`), every
-process's random state (:class:`RandomState`) and writes that an interruption
-cannot corrupt (:class:`AtomicCheckpointIO`). A run directory holds:
-
-* ``config.yaml``: the run's full config;
-* ``labels.csv``: the prepared label table;
-* ``audio_stats.json``: normalisation statistics of the training audio;
-* ``checkpoints/``: Lightning checkpoints: ``last.ckpt`` for ``--resume`` (written at each epoch end
-  and every ``trainer.checkpoint_every_n_steps`` optimiser steps) and the best;
-* ``logs/version_N/metrics.csv``: metrics per step and epoch, one folder per start or resume;
-* ``tensorboard/version_N/``: the same curves for TensorBoard (``tensorboard --logdir runs``);
-* ``model/``: the best model as a model directory (see :mod:`emosphere.model`).
+exact resume: the position within the epoch (:class:`EmoSphereData`), and
+(:mod:`emosphere.resume`) every process's random state and writes that an
+interruption cannot corrupt. What a run writes, and where, is
+:class:`emosphere.rundir.RunDir`'s. The development pass predicts each file
+as the engine does (:class:`emosphere.engine.Windowing` cuts and batches,
+:func:`emosphere.engine.assemble` puts the windows back together), so it
+scores what ``emosphere evaluate`` scores.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import warnings
 from pathlib import Path
@@ -33,9 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from torch.utils.data import DataLoader
 from torchmetrics import Metric
@@ -45,18 +37,18 @@ from . import data
 from .audio import SAMPLE_RATE, AudioStats
 from .check import preflight
 from .config import ConfigError, RunConfig
+from .engine import Options, Windowing, assemble, file_values, softmax
 from .errors import first_line
 from .evaluate import score
-from .inference import file_values, group, softmax
-from .io import atomic_path, write_table
+from .io import write_table
 from .labels import LabelError, split
 from .losses import aux_weight, ccc_loss, region_loss
 from .model import EmoSphereSER
+from .resume import MONITOR, AtomicCheckpointIO, RandomState, checkpoint_callbacks
+from .rundir import RunDir
 from .sphere import DIMENSIONS
 
 log = logging.getLogger(__name__)
-
-MONITOR = "dev/ccc_mean"
 
 
 class WindowOutputs(Metric):
@@ -147,7 +139,7 @@ class EmoSphereTask(L.LightningModule):
                 "development metrics (see the warnings above)"
             )
         probs = None if windows["logits"] is None else softmax(windows["logits"].astype(np.float64))
-        predictions = group(windows["owner"], windows["spans"], windows["avd"], probs, self.dev_rows["path"])
+        predictions = assemble(windows["owner"], windows["spans"], windows["avd"], probs, self.dev_rows["path"])
         indices = sorted(predictions)
         avd, file_probs = file_values([predictions[i] for i in indices])
         rows = self.dev_rows.iloc[indices]
@@ -237,10 +229,11 @@ class EmoSphereData(L.LightningDataModule):
         return loader
 
     def val_dataloader(self):
+        windowing = Windowing(Options(batch_size=self.config.data.batch_size), self.min_samples,
+                              self.config.data.max_seconds)  # fmt: skip
         windows = data.InferenceWindows(
             self.dev_rows["path"].tolist(),
-            batch_size=self.config.data.batch_size,
-            min_samples=self.min_samples,
+            windowing,
             num_replicas=self.trainer.world_size,
             rank=self.trainer.global_rank,
         )
@@ -254,48 +247,6 @@ class EmoSphereData(L.LightningDataModule):
         )  # see data.loader
 
 
-class RandomState(Callback):
-    """Every process's random state (dropout, SpecAugment masking) in each checkpoint, restored on resume."""
-
-    def on_save_checkpoint(self, trainer: L.Trainer, task: L.LightningModule, checkpoint: dict) -> None:
-        numpy = np.random.get_state()
-        state = {
-            "python": random.getstate(),
-            "torch": torch.get_rng_state(),
-            "numpy": (numpy[0], torch.from_numpy(numpy[1].astype(np.int64)), *numpy[2:]),
-        }
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state()
-        states = [state]
-        if trainer.world_size > 1:  # every process saves together; the first one writes the file
-            states = [None] * trainer.world_size
-            torch.distributed.all_gather_object(states, state)
-        checkpoint["random_state"] = states
-
-    def on_load_checkpoint(self, trainer: L.Trainer, task: L.LightningModule, checkpoint: dict) -> None:
-        states = checkpoint.get("random_state", [])
-        if len(states) != trainer.world_size:
-            return
-        state = states[trainer.global_rank]
-        random.setstate(state["python"])
-        name, keys, *rest = state["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["cuda"])
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written through :func:`io.atomic_path` (beside their final name, flushed to disk,
-    renamed over it): a save interrupted at any moment leaves the previous checkpoint whole.
-    (Lightning's own writer stages the file in the system's temporary folder; moving it to another
-    file system is a copy, not a rename.)"""
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-
-
 def _devices(value: str) -> int | list[int] | str:
     if value.isdigit():
         return int(value)
@@ -304,7 +255,7 @@ def _devices(value: str) -> int | list[int] | str:
     return value
 
 
-def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
+def build_trainer(config: RunConfig, run: RunDir) -> L.Trainer:
     t = config.trainer
     precision = t.precision
     if precision == "auto":
@@ -314,31 +265,6 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
         # The region head stops receiving gradients when the auxiliary task switches off,
         # and WavLM's layerdrop skips layers: DDP must expect unused parameters.
         strategy = "ddp_find_unused_parameters_true"
-    # The best, and last.ckpt for --resume: after each epoch's development pass and every N optimiser
-    # steps. (Lightning's save_last skips epochs that bring no new best.) No -v1 copies of an old run's files.
-    checkpoints = run_dir / "checkpoints"
-    callbacks = [
-        ModelCheckpoint(
-            dirpath=checkpoints,
-            filename="best-{epoch:02d}",
-            monitor=MONITOR,
-            mode="max",
-            save_top_k=1,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        ),
-        ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
-        RandomState(),
-    ]
-    if t.checkpoint_every_n_steps:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=checkpoints,
-                filename="last",
-                enable_version_counter=False,
-                every_n_train_steps=t.checkpoint_every_n_steps,
-            )
-        )
     return L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -348,12 +274,12 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
         precision=precision,
         accumulate_grad_batches=config.optim.accumulate_grad_batches // t.micro_batches_per_step,
         gradient_clip_val=config.optim.gradient_clip_val or None,
-        callbacks=callbacks,
+        callbacks=[*checkpoint_callbacks(run.checkpoints, t.checkpoint_every_n_steps), RandomState()],
         plugins=[AtomicCheckpointIO()],
-        default_root_dir=run_dir,
+        default_root_dir=run.path,
         logger=[
-            CSVLogger(run_dir, name="logs"),
-            TensorBoardLogger(run_dir, name="tensorboard", default_hp_metric=False),
+            CSVLogger(run.path, name="logs"),
+            TensorBoardLogger(run.path, name="tensorboard", default_hp_metric=False),
         ],
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress,
@@ -364,69 +290,73 @@ def build_trainer(config: RunConfig, run_dir: Path) -> L.Trainer:
 
 def train(config: RunConfig, *, resume: bool = False) -> Path | None:
     """Train as ``config`` says; returns the model directory of the best development checkpoint
-    (None in the other processes of a multi-process run: the first one writes it)."""
+    (None in the other processes of a multi-process run: the first one writes it). The run
+    directory records the config with its paths absolute (:meth:`RunConfig.resolved`)."""
     report = preflight(config, resume=resume)  # raises before anything is written
     report.raise_for_errors()
-    table = report.prepared
-    run_dir = Path(config.output_dir)
+    config = config.resolved()
+    run = RunDir(config.output_dir)
     try:
-        trainer = build_trainer(config, run_dir)
+        trainer = build_trainer(config, run)
     except (MisconfigurationException, ValueError, TypeError) as error:
         raise ConfigError(f"trainer: Lightning rejects these settings ({first_line(error)})") from error
     L.seed_everything(config.trainer.seed, workers=True)
     model = EmoSphereSER.build(config.model, region_head=config.objective.aux_schedule != "none")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.yaml")
-    cfg = config.data
-    write_table(table, run_dir / "labels.csv")
-    train_rows = split(table, cfg.train_split)
-    stats_path = run_dir / "audio_stats.json"
-    if stats_path.is_file():
-        stats = AudioStats.load(stats_path)
-    else:
-        stats = data.measure_stats(
-            train_rows,
-            max_files=cfg.stats_max_files,
-            seed=config.trainer.seed,
-            num_workers=cfg.num_workers,
-            progress=config.trainer.progress,
-        )
-        stats.save(stats_path)
-    model.set_stats(stats)
+    run.path.mkdir(parents=True, exist_ok=True)
+    config.save(run.config_file)
+    write_table(report.prepared, run.labels_file)
+    datamodule = EmoSphereData(report.prepared, config, model.min_samples)
+    model.set_stats(_audio_stats(run, config, datamodule.train_rows))
     model.run_config = config.to_dict()
-    weights = model.regions.class_weights(train_rows["region"]) if config.objective.class_weights else None
+    train_regions = datamodule.train_rows["region"]
+    weights = model.regions.class_weights(train_regions) if config.objective.class_weights else None
     if config.trainer.compile:
-        model.encoder.compile_training(round(cfg.max_seconds * SAMPLE_RATE))
-    datamodule = EmoSphereData(table, config, model.min_samples)
+        model.encoder.compile_training(round(config.data.max_seconds * SAMPLE_RATE))
     task = EmoSphereTask(model, config, weights, datamodule.dev_rows)
     if isinstance(trainer.accelerator, CPUAccelerator):
         # Share the cores among this machine's processes, leaving one to each data-loading worker:
         # oversubscribed OpenMP threads make every small op wait for a descheduled thread (10x slower
         # seen on 2 cores).
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.num_devices - cfg.num_workers))
-    last = run_dir / "checkpoints" / "last.ckpt"
-    for unfinished in last.parent.glob(".*.tmp"):  # left by a save that a kill interrupted
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // trainer.num_devices - config.data.num_workers))
+    _fit(trainer, task, datamodule, run, resume)
+    if not trainer.is_global_zero:  # rank 0 alone loads the best checkpoint and saves the model
+        return None
+    best = trainer.checkpoint_callback.best_model_path
+    if best:
+        task.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    model.cpu().save_pretrained(run.model_dir)
+    score = float(trainer.checkpoint_callback.best_model_score or float("nan"))
+    log.info("best %s = %.4f; model saved to %s", MONITOR, score, run.model_dir)
+    return run.model_dir
+
+
+def _audio_stats(run: RunDir, config: RunConfig, train_rows: pd.DataFrame) -> AudioStats:
+    """The run's normalisation statistics: measured over the training audio once, then read."""
+    if run.stats_file.is_file():
+        return AudioStats.load(run.stats_file)
+    cfg = config.data
+    stats = data.measure_stats(
+        train_rows,
+        max_files=cfg.stats_max_files,
+        seed=config.trainer.seed,
+        num_workers=cfg.num_workers,
+        progress=config.trainer.progress,
+    )
+    stats.save(run.stats_file)
+    return stats
+
+
+def _fit(trainer: L.Trainer, task: EmoSphereTask, datamodule: EmoSphereData, run: RunDir, resume: bool) -> None:
+    """``trainer.fit``, from ``last.ckpt`` when resuming; SIGTERM exits 143 (SLURM requeues)."""
+    for unfinished in run.checkpoints.glob(".*.tmp"):  # left by a save that a kill interrupted
         unfinished.unlink(missing_ok=True)
     try:
         with warnings.catch_warnings():
             # Lightning looks for the position within the epoch in the loader; EmoSphereData restores it.
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
-            trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+            trainer.fit(task, datamodule=datamodule, ckpt_path=str(run.last_checkpoint) if resume else None)
     except SIGTERMException:  # Lightning stopped after the current batch; fail as the killed process it is
-        log.error("stopped by SIGTERM at step %d; continue with --resume from %s", trainer.global_step, last)
+        log.error(
+            "stopped by SIGTERM at step %d; continue with --resume from %s", trainer.global_step, run.last_checkpoint
+        )
         raise SystemExit(128 + signal.SIGTERM) from None
-    if not trainer.is_global_zero:  # rank 0 alone loads the best checkpoint and saves the model
-        return None
-    best = trainer.checkpoint_callback.best_model_path
-    if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        task.load_state_dict(state)
-    model_dir = run_dir / "model"
-    model.cpu().save_pretrained(model_dir)
-    log.info(
-        "best %s = %.4f; model saved to %s",
-        MONITOR,
-        float(trainer.checkpoint_callback.best_model_score or float("nan")),
-        model_dir,
-    )
-    return model_dir

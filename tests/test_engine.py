@@ -1,13 +1,14 @@
-"""The one inference path: decoding, windows, batches, aggregation and the tables."""
+"""The engine: decoding, windows, batches, aggregation and the tables."""
 
 from typing import ClassVar
 
 import numpy as np
 import pytest
 
-from emosphere import inference
-from emosphere.inference import Failure, Item, Prediction, aggregate, decode, group, window_batches
-from emosphere.inputs import ArraySource, InputError
+from emosphere import engine
+from emosphere.engine import Failure, Item, Options, Prediction, Predictor, Windowing, aggregate, assemble, file_values
+from emosphere.errors import UserError
+from emosphere.inputs import ArraySource
 
 SR = 16000
 
@@ -17,6 +18,7 @@ class Recorder:
 
     region_names: ClassVar[list[str]] = ["low", "high"]
     min_samples = 400
+    window_seconds = 12.0
 
     def __init__(self):
         self.batches = []
@@ -45,10 +47,18 @@ def test_the_aggregation_rule_clips_then_weights_by_duration():
     assert aggregate(spans, avd, None)[1] is None
 
 
+def predict(backend, sources, **options):
+    return list(Predictor(backend, Options(**options)).stream(enumerate(sources)))
+
+
+def windowing(**options) -> Windowing:
+    return Windowing(Options(**options), min_samples=400, crop_seconds=12.0)
+
+
 def test_windows_are_batched_longest_first_and_put_back_per_source():
     backend = Recorder()
     sources = [ramp(0.5), ramp(30.0), ramp(0.01), ramp(3.0, 0.1)]
-    results = list(inference.predict_sources(backend, sources, batch_size=3))
+    results = predict(backend, sources, batch_size=3)
     assert [type(r) for r in results] == [Prediction, Prediction, Failure, Prediction]  # input order
     assert results[2].error.startswith("too short")
     long = results[1]
@@ -62,7 +72,7 @@ def test_windows_are_batched_longest_first_and_put_back_per_source():
 
 
 def test_a_table_has_the_file_row_then_its_windows():
-    table = inference.predict_table(Recorder(), [ramp(20.0), ramp(1.0)], batch_size=4)
+    table = Predictor(Recorder(), Options(batch_size=4)).table([ramp(20.0), ramp(1.0)])
     assert table.level.tolist() == ["file", "window", "window", "window", "file"]
     assert table[["start", "end"]].to_numpy().tolist() == [[0, 20], [0, 12], [6, 18], [8, 20], [0, 1]]
     assert table.columns[:4].tolist() == ["file", "level", "start", "end"]
@@ -71,11 +81,20 @@ def test_a_table_has_the_file_row_then_its_windows():
     assert table.region.tolist() == ["high"] * 5
 
 
-def test_group_restores_time_order_whatever_the_order_of_windows():
+def test_the_window_is_the_model_s_training_crop_and_the_hop_half_of_it():
+    backend = Recorder()
+    backend.window_seconds = 4.0
+    (long,) = predict(backend, [ramp(10.0)])
+    assert long.spans.tolist() == [[0, 64000], [32000, 96000], [64000, 128000], [96000, 160000]]
+    (chosen,) = predict(backend, [ramp(10.0)], window=5.0, hop=5.0)
+    assert chosen.spans.tolist() == [[0, 80000], [80000, 160000]]
+
+
+def test_assemble_restores_time_order_whatever_the_order_of_windows():
     spans = np.array([[6, 18], [0, 12], [0, 5], [12, 24]])
     owner = np.array([7, 7, 3, 7])
     avd = np.arange(12, dtype=float).reshape(4, 3)
-    grouped = group(owner, spans, avd, None, {3: "b", 7: "a"})
+    grouped = assemble(owner, spans, avd, None, {3: "b", 7: "a"})
     assert sorted(grouped) == [3, 7]
     assert grouped[7].spans.tolist() == [[0, 12], [6, 18], [12, 24]]
     assert grouped[7].avd[:, 0].tolist() == [3, 0, 9] and grouped[3].name == "b"
@@ -83,15 +102,15 @@ def test_group_restores_time_order_whatever_the_order_of_windows():
 
 def test_decode_turns_any_failure_into_a_failure(tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"RIFF" + bytes(100))
-    failed = decode(0, str(tmp_path / "junk.wav"), min_samples=400, window=12, hop=6)
+    failed = windowing().decode(0, str(tmp_path / "junk.wav"))
     assert isinstance(failed, Failure) and failed.error.startswith("cannot read audio")
     assert failed.name == str(tmp_path / "junk.wav")
-    assert isinstance(decode(1, ramp(1.0), min_samples=400, window=12, hop=6), Item)
+    assert isinstance(windowing().decode(1, ramp(1.0)), Item)
 
 
 def test_window_batches_pad_with_zeros():
     items = [Item(0, "a", np.ones(500, np.float32), [(0, 500)]), Item(1, "b", np.ones(900, np.float32), [(100, 900)])]
-    (batch,) = window_batches(items, 8)
+    (batch,) = windowing(batch_size=8).batches(items)
     assert batch.lengths.tolist() == [800, 500] and batch.owner.tolist() == [1, 0]
     assert batch.waveform[1, 500:].sum() == 0 and batch.waveform[1, :500].sum() == 500
 
@@ -107,15 +126,15 @@ def test_window_batches_pad_with_zeros():
 )
 def test_bad_options_are_refused_before_any_work(options, message):
     backend = Recorder()
-    with pytest.raises(InputError, match=message):
-        inference.predict_sources(backend, [ramp(1.0)], **options)
+    with pytest.raises(UserError, match=message):
+        Predictor(backend, Options(**options))
     assert backend.batches == []
 
 
 def test_decoding_threads_give_the_same_results_in_the_same_order():
     sources = [ramp(s) for s in (0.3, 13.0, 0.2, 2.5, 0.001, 1.0)]
-    serial = list(inference.predict_sources(Recorder(), sources, batch_size=2))
-    threaded = list(inference.predict_sources(Recorder(), sources, batch_size=2, workers=3))
+    serial = predict(Recorder(), sources, batch_size=2)
+    threaded = predict(Recorder(), sources, batch_size=2, workers=3)
     assert [r.name for r in threaded] == [r.name for r in serial]
     for a, b in zip(serial, threaded):
         if isinstance(a, Prediction):
@@ -130,9 +149,9 @@ def test_sources_are_consumed_lazily_with_a_progress_bar_of_files_and_hours(monk
             pulled.append(seconds)
             yield ramp(seconds)
 
-    monkeypatch.setattr(inference, "POOL_BATCHES", 1)
-    results = inference.predict_indexed(
-        Recorder(), zip([10, 20, 30, 40], stream()), batch_size=1, progress=True, total=4
+    monkeypatch.setattr(engine, "POOL_BATCHES", 1)
+    results = Predictor(Recorder(), Options(batch_size=1)).stream(
+        zip([10, 20, 30, 40], stream()), progress=True, total=4
     )
     first = next(results)
     assert first.index == 10 and pulled == [1.0]  # one source decoded, predicted and handed on
@@ -143,6 +162,6 @@ def test_sources_are_consumed_lazily_with_a_progress_bar_of_files_and_hours(monk
 
 def test_no_windows_group_into_no_predictions_and_no_file_values():
     empty = np.zeros(0, np.int64)
-    assert group(empty, np.zeros((0, 2), np.int64), np.zeros((0, 3)), None, {}) == {}
-    avd, probs = inference.file_values([])
+    assert assemble(empty, np.zeros((0, 2), np.int64), np.zeros((0, 3)), None, {}) == {}
+    avd, probs = file_values([])
     assert avd.shape == (0, 3) and probs is None

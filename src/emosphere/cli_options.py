@@ -1,0 +1,138 @@
+"""What the commands of ``emosphere`` share: the parser, checked number and device types, and the
+option groups that mean the same thing in every command (one name per concept).
+
+Importing this module imports neither torch nor pandas: ``emosphere --help`` and a mistake in an
+option answer at once. Old option names that users may have in scripts are kept for one release
+(:func:`deprecated`): hidden from the help, they warn and do what the new name does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import typing
+from pathlib import Path
+from typing import Any
+
+from .config import PRECISIONS, Bounds, RegionSetName
+
+log = logging.getLogger("emosphere")
+REGION_SETS: tuple[str, ...] = typing.get_args(RegionSetName)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit code 2, as argparse does)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, bounds: Bounds):
+    """An argparse type: a finite ``kind`` number within ``bounds``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value not in bounds:
+            raise argparse.ArgumentTypeError(f"must be {bounds if math.isfinite(value) else 'finite'}, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT, COUNT = _number(int, Bounds(low=1)), _number(int, Bounds(low=0))
+POSITIVE, NON_NEGATIVE = _number(float, Bounds(low=0, low_open=True)), _number(float, Bounds(low=0))
+
+
+def DEVICE(text: str) -> str:
+    """An argparse type: a torch device string that names a device this machine has."""
+    if text == "cpu":
+        return text  # without importing torch: the onnx backend runs without it
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise argparse.ArgumentTypeError(f"{text!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available")
+    return text
+
+
+def deprecated(parser: argparse.ArgumentParser, old: str, new: str, **options: Any) -> None:
+    """Accept ``old`` for one release as ``new`` (hidden from the help; it warns when used)."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None) -> None:
+            log.warning("%s is deprecated and will be removed; use %s", option_string or old, new)
+            setattr(namespace, self.dest, values)
+
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=Renamed, help=argparse.SUPPRESS, **options)
+
+
+def add_model(parser: argparse.ArgumentParser, *, onnx: bool = True, batch_size: int = 8) -> None:
+    """How a model runs: --model (a model directory or hub id; with ``onnx``, also an exported .onnx
+    file, and --backend), --device, --precision, --batch-size, --workers (decoding threads)."""
+    group = parser.add_argument_group("model")
+    if onnx:
+        group.add_argument(
+            "--model", required=True,
+            help="model directory (e.g. runs/demo/model), Hugging Face hub id, or exported .onnx file",
+        )  # fmt: skip
+        group.add_argument(
+            "--backend", choices=["auto", "torch", "onnx"], default="auto",
+            help="run the model with PyTorch or ONNX Runtime (default auto: onnx for a .onnx file, else torch)",
+        )  # fmt: skip
+    else:
+        group.add_argument("--model", required=True, help="model directory (e.g. runs/demo/model) or hub id")
+    group.add_argument("--device", type=DEVICE, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    group.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="fp32 (exact; TF32 off on GPUs) or bf16/fp16 autocast, faster on GPUs (default fp32)",
+    )  # fmt: skip
+    group.add_argument(
+        "--batch-size", type=POSITIVE_INT, default=batch_size, help=f"windows per batch (default {batch_size})"
+    )
+    add_workers(group, "threads that decode audio ahead of the model (default 0: decode in the main thread)", 0)
+    deprecated(parser, "--num-workers", "--workers", type=COUNT)
+
+
+def add_workers(parser: Any, text: str, default: int) -> None:
+    parser.add_argument("--workers", type=COUNT, default=default, help=text)
+
+
+def add_corpus(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """Where a corpus in the MSP-Podcast layout lives: --corpus, --labels, --audio-dir."""
+    parser.add_argument(
+        "--corpus", required=required, type=Path,
+        help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)",
+    )  # fmt: skip
+    add_corpus_files(parser)
+
+
+def add_corpus_files(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", type=Path, help="label CSV (default: <corpus>/Labels/labels_consensus.csv)")
+    parser.add_argument("--audio-dir", type=Path, help="audio folder (default: <corpus>/Audios)")
+
+
+def add_regions(parser: argparse.ArgumentParser, text: str) -> None:
+    """The region set: --regions and --origin-radius."""
+    parser.add_argument("--regions", choices=REGION_SETS, default="octant", help=text)
+    parser.add_argument(
+        "--origin-radius", type=NON_NEGATIVE, default=0.0,
+        help="sphereN: centred radius up to which a point is in the origin class (default 0)",
+    )  # fmt: skip
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_overrides(parser: argparse.ArgumentParser, text: str = "config overrides (values parsed as YAML)") -> None:
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=text)

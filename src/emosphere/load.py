@@ -1,0 +1,79 @@
+"""From what a user names to a model that runs: a model directory, a hub id or an exported
+``.onnx`` file becomes a :class:`~emosphere.backends.Backend`, and with :class:`~emosphere.engine.Options`
+a :class:`~emosphere.engine.Predictor`. (Apart from :mod:`emosphere.backends` and
+:mod:`emosphere.engine`, which the model itself uses for :meth:`EmoSphereSER.predict`.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+from .backends import OnnxBackend, TorchBackend
+from .config import InferencePrecision
+from .engine import Options, Predictor
+from .errors import UserError, missing_extra
+
+log = logging.getLogger(__name__)
+
+BackendName = Literal["auto", "torch", "onnx"]
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def backend_kind(model: str | os.PathLike, backend: BackendName = "auto") -> Literal["torch", "onnx"]:
+    """Which backend runs ``model``: as asked, or (``auto``) onnx for an ``.onnx`` file, else torch."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "onnx" if Path(model).suffix.lower() == ".onnx" else "torch"
+    return backend
+
+
+def load_backend(
+    model: str | os.PathLike,
+    backend: BackendName = "auto",
+    *,
+    device: str = "cpu",
+    precision: InferencePrecision = "fp32",
+    threads: int | None = None,
+) -> TorchBackend | OnnxBackend:
+    """A model directory or hub id (``torch``, on ``device`` at ``precision``), or an exported
+    ``.onnx`` file (``onnx``, on the CPU); ``auto`` tells them apart by the ``.onnx`` suffix.
+    ``threads``: CPU threads of the engine (default: its own choice). Raises :class:`UserError`
+    (a missing onnxruntime, an unknown backend) or :class:`ModelError` (a model that cannot load)."""
+    if backend_kind(model, backend) == "onnx":
+        if device != "cpu" or precision != "fp32":
+            log.warning("--device and --precision are ignored by the onnx backend (CPU, as exported)")
+        try:
+            onnx_model = OnnxBackend.load(model, threads=threads)
+        except ImportError as error:
+            raise missing_extra("the onnx backend", "onnxruntime", "onnx", error) from None
+        if onnx_model.quantization:
+            log.warning(
+                "%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
+                model,
+                onnx_model.quantization,
+            )
+        return onnx_model
+    from .model import EmoSphereSER
+
+    if threads and device == "cpu":
+        import torch
+
+        torch.set_num_threads(threads)
+    return TorchBackend(EmoSphereSER.from_pretrained(model, device=device), device, precision)
+
+
+def load_predictor(
+    model: str | os.PathLike,
+    options: Options | None = None,
+    *,
+    backend: BackendName = "auto",
+    device: str = "cpu",
+    precision: InferencePrecision = "fp32",
+    threads: int | None = None,
+) -> Predictor:
+    """A predictor for a model directory, hub id or exported ``.onnx`` file (see :func:`load_backend`)."""
+    return Predictor(load_backend(model, backend, device=device, precision=precision, threads=threads), options)

@@ -1,0 +1,110 @@
+"""The output schema: every column emosphere writes, its scale, and the service's JSON shape.
+
+Defined once here; the prediction tables (``emosphere predict``, the Python
+API, evaluation's ``predictions_full.csv``), the service's JSON and its OpenAPI
+description all derive from it. A source's values, on named columns:
+
+* :data:`KEY_COLUMNS` ``file``, ``level`` (``file``, ``segment`` or
+  ``window``), ``start`` and ``end`` (seconds from the beginning of the file);
+* ``arousal``, ``valence``, ``dominance``: the 1-7 scale of MSP-Podcast, clipped;
+* ``arousal_unit``, ``valence_unit``, ``dominance_unit``: the same on [0, 1];
+* ``r``, ``theta``, ``phi``: the centred point 2 (x - 1) / 6 - 1 in spherical
+  coordinates (r >= 0; theta in [0, pi] and phi in (-pi, pi], radians);
+* ``region`` (the most probable region's name) and ``p_<region>`` (the
+  probabilities), for a model with a region head.
+
+:func:`describe` makes these columns from (n, 3) predictions on [0, 1];
+:func:`rows` lays out the rows of predictions (a source's row, then its
+windows'); :func:`json_values` turns one row into the service's JSON object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .audio import SAMPLE_RATE
+from .sphere import DIMENSIONS, centre, from_unit, to_spherical, to_unit
+
+if TYPE_CHECKING:
+    from .engine import Prediction
+
+KEY_COLUMNS = ("file", "level", "start", "end")
+TEXT_COLUMNS = ("file", "level", "region")
+"""The columns that hold text; every other column is a number."""
+SPAN_FIELDS: dict[str, str] = {
+    "start": "start of the span, seconds from the beginning of the file",
+    "end": "end of the span, seconds (for a whole file: its duration)",
+}
+VALUE_FIELDS: dict[str, str] = {
+    **{d: f"{d} on the 1-7 scale of MSP-Podcast, clipped" for d in DIMENSIONS},
+    **{f"{d}_unit": f"{d} on [0, 1] = ({d} - 1) / 6" for d in DIMENSIONS},
+    "r": "intensity: distance of the centred point 2 (x - 1) / 6 - 1 from the centre, >= 0",
+    "theta": "polar angle from the positive valence axis, radians in [0, pi]",
+    "phi": "azimuth atan2(dominance, arousal) of the centred point, radians in (-pi, pi]",
+}
+"""The numeric value columns and what each means, its scale stated."""
+REGION_FIELDS: dict[str, str] = {
+    "region": "the most probable region of the emotion sphere (null without a region head)",
+    "region_probabilities": "probability of each region, by name (null without a region head)",
+}
+
+
+def columns(region_names: Sequence[str]) -> list[str]:
+    """Every column of a prediction table, in order, for a model with these regions (none: no region head)."""
+    regions = ["region", *(f"p_{name}" for name in region_names)] if len(region_names) else []
+    return [*KEY_COLUMNS, *VALUE_FIELDS, *regions]
+
+
+def describe(avd_unit: np.ndarray, region_probs: np.ndarray | None, region_names: Sequence[str]) -> pd.DataFrame:
+    """The value columns (see the module docstring) for (n, 3) predictions on [0, 1] and (n, K)
+    region probabilities (or None)."""
+    scaled = from_unit(avd_unit)
+    table = pd.DataFrame(scaled, columns=list(DIMENSIONS))
+    table[[f"{d}_unit" for d in DIMENSIONS]] = to_unit(scaled)
+    table[["r", "theta", "phi"]] = to_spherical(centre(scaled))
+    if region_probs is not None:
+        table["region"] = np.asarray(region_names)[region_probs.argmax(1)]
+        table[[f"p_{name}" for name in region_names]] = region_probs
+    return table
+
+
+def rows(predictions: Iterable[Prediction], region_names: Sequence[str]) -> pd.DataFrame:
+    """The rows of every prediction, in the order given (the columns and no rows when there are none).
+    Each source gets its row, then, when it has several windows, one row per window (``level``
+    "window"). A whole file's row has ``level`` "file" and spans 0 to its duration; a segment's
+    has ``level`` "segment" and spans the segment as given. ``start`` and ``end`` are seconds from
+    the beginning of the file, for window rows too."""
+    files, levels, bounds, avd, probs = [], [], [], [], []
+    for p in predictions:
+        windows = p.spans.astype(np.float64) / SAMPLE_RATE
+        offset = 0.0 if p.segment is None else p.segment[0]
+        source_avd, source_probs = p.aggregate()
+        count = 1 + len(windows) if len(windows) > 1 else 1
+        files += [p.name] * count
+        levels += ["file" if p.segment is None else "segment"] + ["window"] * (count - 1)
+        bounds += [[0.0, windows[:, 1].max()] if p.segment is None else list(p.segment)]
+        avd.append(source_avd[None])
+        probs.append(None if source_probs is None else source_probs[None])
+        if count > 1:
+            bounds += (windows + offset).tolist()
+            avd.append(np.clip(p.avd, 0.0, 1.0))
+            probs.append(p.probs)
+    keys = pd.DataFrame({"file": files, "level": levels, **dict(zip(("start", "end"), np.reshape(bounds, (-1, 2)).T))})
+    if not avd:
+        avd, probs = [np.zeros((0, 3))], [np.zeros((0, len(region_names))) if len(region_names) else None]
+    region_probs = None if probs[0] is None else np.concatenate(probs)
+    return pd.concat([keys, describe(np.concatenate(avd), region_probs, region_names)], axis=1)
+
+
+def json_values(row: dict[str, Any], region_names: Sequence[str]) -> dict[str, Any]:
+    """One table row as the service's JSON object: :data:`SPAN_FIELDS`, :data:`VALUE_FIELDS` and
+    :data:`REGION_FIELDS` (the probabilities as a mapping from region name)."""
+    values = {key: float(row[key]) for key in (*SPAN_FIELDS, *VALUE_FIELDS)}
+    has_regions = "region" in row
+    values["region"] = row["region"] if has_regions else None
+    values["region_probabilities"] = {n: float(row[f"p_{n}"]) for n in region_names} if has_regions else None
+    return values
