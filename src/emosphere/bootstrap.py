@@ -170,7 +170,10 @@ def score_intervals(
     ``groups`` (``by`` names them in the result). Returns ``{"method", "level", "resamples", "seed",
     "by", "units", "ccc": {name: [low, high]}, "region": {name: [low, high]}}`` for metrics.json."""
     pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    regions = None if region_pred is None else _Regions(region_pred, region_target, num_classes)
+    given = [region_pred is not None, region_target is not None, num_classes is not None]
+    if any(given) and not all(given):
+        raise ValueError("region intervals need region_pred, region_target and num_classes together")
+    regions = _Regions(region_pred, region_target, num_classes) if all(given) else None
     found: dict[str, list[np.ndarray]] = {"ccc": [], "region": []}
     for weights in resample_weights(len(pred), resamples, seed, groups):
         found["ccc"].append(_with_mean(ccc_replicates(weights, pred, target)))

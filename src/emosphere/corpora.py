@@ -259,7 +259,7 @@ def msp_podcast(
 ) -> Conversion:
     """A corpus in the MSP-Podcast layout to a manifest: the rows :func:`emosphere.labels.prepare_labels`
     would use (O and X only with ``keep_other``), their labels as written, on ``scale`` (1-7)."""
-    corpus = Corpus.at(Path(root).absolute(), labels, audio_dir, scale=scale)
+    corpus = Corpus.at(Path(root).absolute(), labels, Path(audio_dir).absolute() if audio_dir else None, scale=scale)
     scale = scale or MODEL_SCALE
     table, problems = scan_consensus(corpus.labels, scale=scale)
     rows = usable_rows(table, keep_other=keep_other)
