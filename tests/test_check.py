@@ -1,12 +1,18 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import write_corpus
 
-from emosphere.check import CorpusError, check_corpus
-from emosphere.labels import Corpus, prepare_labels
+from emosphere.check import CorpusError, check_corpus, preflight
+from emosphere.config import ConfigError, load_config
+from emosphere.labels import LABEL_COLUMNS, Corpus, prepare_labels
+from emosphere.manifest import write_manifest
 from emosphere.sphere import RegionSet
+
+TINY_RECIPE = Path(__file__).parents[1] / "recipes" / "demo" / "tiny.yaml"
 
 SPLITS = {"Train": 12, "Development": 6, "Test1": 4}
 
@@ -114,3 +120,55 @@ def test_a_missing_audio_folder_is_one_error(tmp_path):
     root = write_corpus(tmp_path / "c", SPLITS)
     with pytest.raises(CorpusError, match="audio folder not found"):
         check_corpus(Corpus.at(root, audio_dir=tmp_path / "nowhere"), RegionSet(), progress=False)
+
+
+def iemocap_like_manifest(root, path):
+    """A manifest on 1-5 with IEMOCAP-like splits (Session1, Session2) over the corpus's audio."""
+    labels = pd.read_csv(root / "Labels" / "labels_consensus.csv")
+    table = pd.DataFrame(
+        {
+            "path": "Audios/" + labels["FileName"],
+            **{d: (labels[c] - 1) / 6 * 4 + 1 for d, c in zip(("arousal", "valence", "dominance"), LABEL_COLUMNS)},
+            "split": np.where(labels.index % 3, "Session1", "Session2"),
+            "emotion": "neu",
+            "scale_min": 1.0,
+            "scale_max": 5.0,
+        }
+    )
+    write_manifest(table, path)
+    return table
+
+
+def test_a_manifest_is_checked_as_the_msp_podcast_layout_is(tmp_path):
+    root = write_corpus(tmp_path / "c", SPLITS)
+    table = iemocap_like_manifest(root, root / "m.csv")
+    (root / "Audios" / Path(table["path"].iloc[4]).name).unlink()  # line 6 of the manifest
+    sf.write(root / "Audios" / "stray.wav", np.zeros(16000, np.float32), 16000)
+    report = check_corpus(Corpus.manifest(root / "m.csv"), RegionSet(), splits=("Session1", "Session2"), progress=False)
+    assert found(report, "error") == {("listed audio file not found", 6)}
+    assert report.warnings.empty  # a manifest names its own splits, and lists what it uses
+    assert "labels on the 1-5 scale (mapped onto the model's 1-7)" in report.summary()
+    assert len(report.prepared) == len(table) - 1  # every listed row with audio, whatever its emotion
+
+
+def test_training_preflight_reads_a_manifest_from_the_config(tmp_path, caplog):
+    root = write_corpus(tmp_path / "c", SPLITS)
+    iemocap_like_manifest(root, tmp_path / "m.parquet")
+    config = load_config(
+        TINY_RECIPE,
+        [
+            f"data.manifest={tmp_path / 'm.parquet'}",  # the recipe's data.corpus is not used
+            f"data.audio_dir={root}",
+            f"output_dir={tmp_path / 'run'}",
+            "data.train_split=Session1",
+            "data.dev_split=Session2",
+        ],
+    )
+    report = preflight(config, progress=False)
+    assert report.problems.empty and set(report.prepared["Split_Set"]) == {"Session1", "Session2"}
+    assert "data.manifest is the corpus; not used: data.corpus=data/demo_corpus" in caplog.text
+    corpus = Corpus.manifest(tmp_path / "m.parquet", root)
+    prepared = prepare_labels(corpus, RegionSet(), progress=False)
+    pd.testing.assert_frame_equal(report.prepared[prepared.columns], prepared)
+    with pytest.raises(ConfigError, match="data.manifest: .*nowhere.csv: manifest not found"):
+        preflight(load_config(TINY_RECIPE, [f"data.manifest={tmp_path / 'nowhere.csv'}"]))

@@ -109,6 +109,9 @@ def test_choices_match_what_the_package_implements():
         ("data.dev_split=Train", "data.dev_split: 'Train' is also data.train_split"),
         ("model.encoder.pretrained=false", "model.encoder.config: with model.encoder.pretrained false"),
         ("data.corpus=[", "not valid YAML"),
+        ("data.scale=[5,1]", r"data.scale: must be two numbers \[low, high\] with low < high, got \[5, 1\]"),
+        ("data.scale=[1,2,3]", "data.scale: must be two numbers"),
+        ("data.scale=1-5", "data.scale: expected list"),
     ],
 )
 def test_bad_values_name_the_key_and_what_it_allows(override, message):
@@ -126,9 +129,11 @@ def test_good_edge_values_pass():
             "trainer.devices=-1",
             "trainer.precision=bf16-mixed",
             "optim.gradient_clip_val=0",
+            "data.scale=[-1, 1]",
         ],
     )
     assert config.trainer.devices == "-1" and config.trainer.precision == "bf16-mixed"
+    assert config.data.scale == [-1.0, 1.0]
 
 
 def test_precision_choices_are_lightning_precisions():

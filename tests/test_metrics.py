@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emosphere.metrics import ccc, region_metrics, regression_metrics
+from emosphere.metrics import ccc, confusion_matrix, confusion_scores, region_metrics, regression_metrics
 
 
 def test_regression_metrics_names_and_mean():
@@ -29,3 +29,13 @@ def test_region_metrics_by_hand():
     assert m["uar"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 * 1 / 1.5]
     assert m["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+def test_confusion_scores_of_a_stack_are_the_metrics_of_each_matrix():
+    rng = np.random.default_rng(0)
+    pairs = [(rng.integers(0, 5, 30), rng.integers(0, 3, 30)) for _ in range(4)]  # classes 3, 4 never true
+    stack = np.stack([confusion_matrix(p, t, 5) for p, t in pairs])
+    scores = confusion_scores(stack)
+    for k, (p, t) in enumerate(pairs):
+        expected = region_metrics(p, t, 5)
+        assert {name: scores[name][k] for name in expected} == pytest.approx(expected, abs=1e-15)

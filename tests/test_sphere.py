@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from emosphere.sphere import OCTANT_NAMES, RegionSet, centre, from_spherical, from_unit, to_spherical, to_unit
+from emosphere.sphere import (
+    MODEL_SCALE,
+    OCTANT_NAMES,
+    RegionSet,
+    Scale,
+    centre,
+    from_spherical,
+    from_unit,
+    to_spherical,
+    to_unit,
+)
 
 
 def test_scales_round_trip_and_clip():
@@ -9,6 +19,30 @@ def test_scales_round_trip_and_clip():
     assert to_unit(x).tolist() == [0.0, 0.5, 1.0]
     assert centre(x).tolist() == [-1.0, 0.0, 1.0]
     assert from_unit(np.array([-0.2, 0.5, 1.3])).tolist() == [1.0, 4.0, 7.0]
+
+
+def test_a_corpus_scale_maps_ends_and_midpoint_onto_the_model_scale():
+    five = Scale(1, 5)
+    assert five.to_model(np.array([1.0, 3.0, 5.0])).tolist() == [1.0, 4.0, 7.0]
+    assert Scale(-1, 1).to_model(np.array([-1.0, 0.0, 1.0])).tolist() == [1.0, 4.0, 7.0]
+    x = np.random.default_rng(0).uniform(1, 5, 100)
+    np.testing.assert_allclose(five.from_model(five.to_model(x)), x, rtol=0, atol=1e-14)
+    # predictions come back on the corpus's scale, clipped to it
+    assert five.from_unit(np.array([-0.1, 0.5, 1.2])).tolist() == [1.0, 3.0, 5.0]
+    assert (five.label, Scale(-1, 1).label, MODEL_SCALE.label) == ("1-5", "[-1, 1]", "1-7")
+
+
+def test_the_model_scale_leaves_labels_and_predictions_exactly_as_they_were():
+    x = np.round(np.random.default_rng(1).uniform(1, 7, 1000), 4)
+    assert np.array_equal(MODEL_SCALE.to_model(x), x)
+    u = np.random.default_rng(2).uniform(-0.1, 1.1, 1000)
+    assert np.array_equal(MODEL_SCALE.from_unit(u), np.clip(u * 6 + 1, 1, 7))
+
+
+@pytest.mark.parametrize("low, high", [(5, 1), (1, 1), (1, float("inf")), (float("nan"), 5)])
+def test_a_scale_that_is_not_one_is_refused(low, high):
+    with pytest.raises(ValueError, match="rating scale"):
+        Scale(low, high)
 
 
 @pytest.mark.parametrize(

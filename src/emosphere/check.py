@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE
-from .config import ConfigError, EncoderConfig, RunConfig
+from .config import ConfigError, DataConfig, EncoderConfig, RunConfig
 from .errors import UserError, first_line
 from .labels import (
     FILE_NOT_FOUND,
@@ -38,11 +38,13 @@ from .labels import (
     LABEL_COLUMNS,
     Corpus,
     annotate,
+    audio_paths,
     counts,
     problems_table,
     read_headers,
-    scan_consensus,
+    scan_labels,
     summarise_problems,
+    table_scale,
     usable_rows,
     with_audio,
 )
@@ -69,7 +71,7 @@ class CorpusReport:
     table: pd.DataFrame
     """The rows checked, with ``path``, ``duration`` and the :data:`~emosphere.labels.HEADER_COLUMNS`."""
     problems: pd.DataFrame
-    """A :data:`~emosphere.labels.PROBLEM_COLUMNS` table."""
+    """A :data:`~emosphere.problems.PROBLEM_COLUMNS` table."""
     splits: Sequence[str] | None
 
     @property
@@ -109,6 +111,8 @@ class CorpusReport:
             per_split.round(3).to_string(),
             f"sample rates (Hz): {_tally(table['sample_rate'])}; channels: {_tally(table['channels'])}",
         ]
+        if "scale_min" in self.table:
+            parts.insert(1, f"labels on the {table_scale(self.table).label} scale (mapped onto the model's 1-7)")
         if len(labelled):
             parts.append(
                 f"utterances per region ({self.regions.name}) and split:\n" + counts(labelled, self.regions).to_string()
@@ -153,32 +157,23 @@ def check_corpus(
     """Check a corpus: the label table, then the audio of the rows a run reads.
 
     With ``splits`` (a training run's), those are the labelled rows of ``splits``
-    (EmoClass O and X only with ``keep_other``), and each split must have some;
-    without, every row of the table. Audio headers are read by ``workers``
-    threads; ``decode`` reads every sample instead (finds corrupt or truncated
-    data and NaN samples, at the cost of decoding the corpus once). Raises
-    :class:`CorpusError` if the audio folder is missing; every other problem is
-    in the report.
+    (EmoClass O and X only with ``keep_other``; a manifest's rows as listed), and
+    each split must have some; without, every row of the table. Audio headers are
+    read by ``workers`` threads; ``decode`` reads every sample instead (finds
+    corrupt or truncated data and NaN samples, at the cost of decoding the corpus
+    once). Raises :class:`CorpusError` if the audio folder is missing; every
+    other problem is in the report. The MSP-Podcast layout also warns of
+    unknown ``Split_Set`` values and of audio on disk that the table does not
+    list; a manifest names its own splits and lists what it uses.
     """
     if not corpus.audio_dir.is_dir():
         raise CorpusError(f"{corpus.audio_dir}: audio folder not found")
-    table, problems = scan_consensus(corpus.labels)
-    found = [problems]
-    known = list(MSP_SPLITS) + [s for s in splits or () if s not in MSP_SPLITS]
-    other = table["Split_Set"].notna() & ~table["Split_Set"].isin(known)
-    found.append(
-        problems_table(
-            "warning",
-            f"Split_Set not one of {', '.join(known)} (no run reads these rows)",
-            corpus.labels,
-            table.index[other] + 2,
-            table.loc[other, "Split_Set"].tolist(),
-        )
-    )
+    table, problems = scan_labels(corpus)
+    found = [problems] if corpus.is_manifest else [problems, _unknown_splits(corpus, table, splits)]
     if splits is None:
         rows = table[table["FileName"].notna()]
     else:
-        rows = usable_rows(table, keep_other=keep_other, splits=splits)
+        rows = usable_rows(table, keep_other=keep_other or corpus.is_manifest, splits=splits)
         present = sorted(table["Split_Set"].dropna().unique())
         for name in splits:
             if not (rows["Split_Set"] == name).any():
@@ -191,9 +186,43 @@ def check_corpus(
                         [f"Split_Set values: {', '.join(present)}"],
                     )
                 )
-    headers = read_headers(
-        [corpus.audio_dir / name for name in rows["FileName"]], decode=decode, workers=workers, progress=progress
+    rows, audio_problems = _check_audio(
+        corpus, rows, min_samples=min_samples, decode=decode, workers=workers, progress=progress
     )
+    found.append(audio_problems)
+    if not corpus.is_manifest:
+        unlisted = _unlisted_audio(corpus.audio_dir, set(table["FileName"].dropna()))
+        found.append(
+            problems_table(
+                "warning",
+                "audio file on disk not in the label table",
+                [str(corpus.audio_dir / name) for name in unlisted],
+                [],
+                [""] * len(unlisted),
+            )
+        )
+    return CorpusReport(corpus, regions, rows, pd.concat(found, ignore_index=True), splits)
+
+
+def _unknown_splits(corpus: Corpus, table: pd.DataFrame, splits: Sequence[str] | None) -> pd.DataFrame:
+    """Warnings for ``Split_Set`` values that are not MSP-Podcast's nor among ``splits``."""
+    known = list(MSP_SPLITS) + [s for s in splits or () if s not in MSP_SPLITS]
+    other = table["Split_Set"].notna() & ~table["Split_Set"].isin(known)
+    return problems_table(
+        "warning",
+        f"Split_Set not one of {', '.join(known)} (no run reads these rows)",
+        corpus.labels,
+        table.index[other] + 2,
+        table.loc[other, "Split_Set"].tolist(),
+    )
+
+
+def _check_audio(
+    corpus: Corpus, rows: pd.DataFrame, *, min_samples: int, decode: bool, workers: int, progress: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows with ``path``, ``duration`` and the header columns, and the problems of their audio
+    (missing, unreadable, too short), at the rows' lines of the label table."""
+    headers = read_headers(audio_paths(rows, corpus.audio_dir), decode=decode, workers=workers, progress=progress)
     headers.index = rows.index
     rows = with_audio(rows, corpus.audio_dir, headers)
     rows[headers.columns.drop("duration")] = headers.drop(columns="duration")
@@ -202,7 +231,7 @@ def check_corpus(
     unreadable = (headers["error"].notna() & ~missing).to_numpy()
     short = headers["error"].isna().to_numpy() & (rows["duration"].to_numpy() * SAMPLE_RATE < min_samples)
     rows.loc[short, "error"] = "too short"
-    found += [
+    problems = [
         problems_table(
             "error", "listed audio file not found", corpus.labels, lines[missing], rows.loc[missing, "path"].tolist()
         ),
@@ -221,17 +250,7 @@ def check_corpus(
             [f"{p}: {d:.4f} s" for p, d in zip(rows.loc[short, "path"], rows.loc[short, "duration"])],
         ),
     ]
-    unlisted = _unlisted_audio(corpus.audio_dir, set(table["FileName"].dropna()))
-    found.append(
-        problems_table(
-            "warning",
-            "audio file on disk not in the label table",
-            [str(corpus.audio_dir / name) for name in unlisted],
-            [],
-            [""] * len(unlisted),
-        )
-    )
-    return CorpusReport(corpus, regions, rows, pd.concat(found, ignore_index=True), splits)
+    return rows, pd.concat(problems, ignore_index=True)
 
 
 def log_problems(report: CorpusReport, limit: int = 10) -> None:
@@ -270,13 +289,22 @@ def encoder_min_samples(encoder: EncoderConfig) -> int:
     return min_input_samples(hf_config)
 
 
-def check_paths(config: RunConfig, *, resume: bool = False) -> Corpus:
-    """The corpus, the output folder and the checkpoint to resume from exist or can be made."""
-    data = config.data
+def _manifest_paths(data: DataConfig) -> Corpus:
+    unused = [f"data.{key}={getattr(data, key)}" for key in ("corpus", "labels") if getattr(data, key)]
+    if unused:  # a recipe names its corpus folder; a manifest given on top of it replaces it
+        log.warning("data.manifest is the corpus; not used: %s", ", ".join(unused))
+    if not Path(data.manifest).is_file():
+        raise ConfigError(f"data.manifest: {data.manifest}: manifest not found")
+    if data.audio_dir and not Path(data.audio_dir).is_dir():
+        raise ConfigError(f"data.audio_dir: {data.audio_dir}: audio folder not found")
+    return Corpus.from_config(data)
+
+
+def _folder_paths(data: DataConfig) -> Corpus:
     if not data.corpus and not data.labels:
         raise ConfigError(
             "data.corpus: not set; give the folder with Audios/ and Labels/labels_consensus.csv "
-            "(e.g. data.corpus=/data/MSP-Podcast)"
+            "(e.g. data.corpus=/data/MSP-Podcast), or a manifest (data.manifest=FILE)"
         )
     if data.corpus and not Path(data.corpus).is_dir():
         raise ConfigError(f"data.corpus: {data.corpus}: no such folder")
@@ -285,6 +313,13 @@ def check_paths(config: RunConfig, *, resume: bool = False) -> Corpus:
         raise ConfigError(f"data.labels: {corpus.labels}: label file not found")
     if not corpus.audio_dir.is_dir():
         raise ConfigError(f"data.audio_dir: {corpus.audio_dir}: audio folder not found")
+    return corpus
+
+
+def check_paths(config: RunConfig, *, resume: bool = False) -> Corpus:
+    """The corpus (:meth:`Corpus.from_config`), the output folder and the checkpoint to resume from exist or can
+    be made."""
+    corpus = _manifest_paths(config.data) if config.data.manifest else _folder_paths(config.data)
     output = Path(config.output_dir)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output_dir: {output} exists and is not a folder")

@@ -65,6 +65,20 @@ class Bounds:
         return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
 
+@dataclass(frozen=True)
+class Ordered:
+    """Two finite numbers, the first below the second, declared as
+    ``Annotated[list[float] | None, Ordered()]`` (a rating scale ``[low, high]``)."""
+
+    def check(self, value: list | None, key: str) -> list[float] | None:
+        numbers = value is None or all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if value is not None and not (
+            numbers and len(value) == 2 and all(map(math.isfinite, value)) and value[0] < value[1]
+        ):
+            raise ConfigError(f"{key}: must be two numbers [low, high] with low < high, got {value!r}")
+        return None if value is None else [float(v) for v in value]
+
+
 Count = Annotated[int, Bounds(low=0)]
 AtLeastOne = Annotated[int, Bounds(low=1)]
 Positive = Annotated[float, Bounds(low=0, low_open=True)]
@@ -97,6 +111,13 @@ class DataConfig:
     off by default, as in the paper. Inference always buckets (it cannot change a prediction)."""
     stats_max_files: Count = 0
     """Files read to measure the audio mean/std (a seeded random subset); 0 reads every training file."""
+    manifest: str = ""
+    """A manifest (CSV or parquet table: path, arousal, valence, dominance, split, ...) listing a corpus in
+    any layout; it replaces data.corpus and data.labels; its relative paths start from data.audio_dir when set
+    (docs/corpora.md)."""
+    scale: Annotated[list[float] | None, Ordered()] = None
+    """Rating scale [low, high] of the corpus's labels, e.g. [1, 5]; mapped onto the model's 1-7. Default: the
+    manifest's scale_min and scale_max columns, or [1, 7] for the MSP-Podcast layout."""
 
 
 @dataclass
@@ -228,6 +249,8 @@ def _check(value: Any, annotation: Any, key: str) -> Any:
         for rule in rules:
             if isinstance(rule, Bounds) and value not in rule:
                 raise ConfigError(f"{key}: must be {rule}, got {value!r}")
+            if isinstance(rule, Ordered):
+                value = rule.check(value, key)
         return value
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)

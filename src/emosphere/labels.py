@@ -1,13 +1,19 @@
-"""MSP-Podcast label tables: read, check, filter and annotate with the sphere.
+"""Label tables: read, check, filter and annotate with the sphere.
 
-A corpus is a folder with ``Audios/`` (one audio file per utterance) and
-``Labels/labels_consensus.csv`` with the columns of :data:`CONSENSUS_COLUMNS`.
+A corpus is a folder in the MSP-Podcast layout, ``Audios/`` (one audio file per
+utterance) and ``Labels/labels_consensus.csv`` with the columns of
+:data:`CONSENSUS_COLUMNS`, or a manifest (:mod:`emosphere.manifest`: a CSV or
+parquet table that lists a corpus in any layout); :class:`Corpus` says which,
+and the rating scale of its labels (:class:`emosphere.sphere.Scale`; 1-7 for
+MSP-Podcast). :func:`scan_labels` reads either into the same table, with the
+MSP-Podcast columns and A/V/D on 1-7, so that everything after it (training,
+evaluation, :mod:`emosphere.check`) reads every corpus the same way.
 :func:`prepare_labels` turns it into the table training and evaluation read:
 one row per usable utterance, with the audio path, its duration, the targets
 on [0, 1], the spherical coordinates and the region.
 
 :func:`scan_consensus` reads a label table and lists every problem in it (a
-:data:`PROBLEM_COLUMNS` table, with line numbers of the file) instead of
+:data:`~emosphere.problems.PROBLEM_COLUMNS` table, with line numbers of the file) instead of
 stopping at the first; :func:`read_consensus` raises when there is any.
 :func:`read_headers` reads audio headers (not the audio), streaming, for the
 durations and for :mod:`emosphere.check`.
@@ -29,8 +35,18 @@ import soundfile as sf
 from tqdm import tqdm
 
 from .audio import DECODE_ERRORS, plausible_rate
-from .errors import UserError
-from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical, to_unit
+from .manifest import SCALE_COLUMNS, TABLE_SUFFIXES, scan_manifest
+from .problems import (
+    LabelError,
+    empty_problems,
+    number_problems,
+    problems_table,
+    raise_first,
+    repeated_problems,
+    summarise_problems,
+    table_lines,
+)
+from .sphere import DIMENSIONS, MODEL_SCALE, RegionSet, Scale, centre, to_spherical, to_unit
 
 if TYPE_CHECKING:
     from .config import DataConfig
@@ -45,26 +61,30 @@ PRIMARY_CLASSES = frozenset("ASHUFDCN")
 EMOTION_CLASSES = PRIMARY_CLASSES | {"O", "X"}
 UNLABELLED_SPLITS = ("Test3",)
 """Splits whose rows carry no labels (MSP-Podcast's Test3 is scored by the challenge)."""
-PROBLEM_COLUMNS = ("severity", "problem", "file", "line", "detail")
-"""A problem table: ``severity`` error (blocks training) or warning, ``problem`` (what is wrong, the same
-text for every row it concerns), ``file`` and ``line`` (1-based line of the label file; empty for files
-on disk), ``detail`` (the value at fault)."""
 HEADER_COLUMNS = ("sample_rate", "channels", "frames", "duration", "error")
 FILE_NOT_FOUND = "file not found"
 """The ``error`` of :func:`read_headers` for a file that does not exist."""
 
 
-class LabelError(UserError, ValueError):
-    """A label table that cannot be used; the message names the file and row."""
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(path)))
 
 
 @dataclass(frozen=True)
 class Corpus:
-    """Where a corpus lives. ``labels`` and ``audio_dir`` default to the MSP-Podcast layout."""
+    """Where a corpus lives, in which ``layout``, and the rating ``scale`` of its labels.
+
+    ``msp-podcast``: ``root`` is the corpus folder; ``labels`` and ``audio_dir`` default to
+    ``Labels/labels_consensus.csv`` and ``Audios/``; ``scale`` None means 1-7. ``manifest``:
+    ``labels`` is the manifest, ``audio_dir`` the folder its relative paths start from (default:
+    the manifest's folder); ``scale`` None means the manifest's ``scale_min`` and ``scale_max``.
+    """
 
     root: Path
     labels: Path
     audio_dir: Path
+    layout: str = "msp-podcast"
+    scale: Scale | None = None
 
     @classmethod
     def at(
@@ -72,58 +92,102 @@ class Corpus:
         root: str | os.PathLike,
         labels: str | os.PathLike | None = None,
         audio_dir: str | os.PathLike | None = None,
+        *,
+        scale: Scale | None = None,
     ) -> Corpus:
-        """The corpus at ``root`` (``labels`` and ``audio_dir`` default to its MSP-Podcast layout), its
-        paths absolute, so that the tables made from it read the same from any working directory."""
-        root = Path(os.path.abspath(os.path.expanduser(root)))
+        """A corpus in the MSP-Podcast layout, its paths absolute (so that the tables made from it
+        read the same from any working directory)."""
+        root = _absolute(root)
         return cls(
             root=root,
-            labels=Path(os.path.abspath(labels)) if labels else root / "Labels" / "labels_consensus.csv",
-            audio_dir=Path(os.path.abspath(audio_dir)) if audio_dir else root / "Audios",
+            labels=_absolute(labels) if labels else root / "Labels" / "labels_consensus.csv",
+            audio_dir=_absolute(audio_dir) if audio_dir else root / "Audios",
+            scale=scale,
         )
 
     @classmethod
+    def manifest(
+        cls, path: str | os.PathLike, audio_dir: str | os.PathLike | None = None, *, scale: Scale | None = None
+    ) -> Corpus:
+        """A corpus listed by a manifest (:mod:`emosphere.manifest`), its paths absolute."""
+        path = _absolute(path)
+        return cls(path.parent, path, _absolute(audio_dir) if audio_dir else path.parent, "manifest", scale)
+
+    @classmethod
     def from_config(cls, data: DataConfig) -> Corpus:
-        """The corpus a run's ``data`` section names."""
-        return cls.at(data.corpus or ".", data.labels, data.audio_dir)
+        """The corpus a config's ``data`` section names: ``data.manifest`` (a manifest, its relative
+        paths under ``data.audio_dir`` when set; it replaces ``data.corpus`` and ``data.labels``) or
+        ``data.corpus`` / ``data.labels`` / ``data.audio_dir`` (the MSP-Podcast layout); ``data.scale``
+        its rating scale."""
+        scale = Scale(*data.scale) if data.scale else None
+        if data.manifest:
+            return cls.manifest(data.manifest, data.audio_dir, scale=scale)
+        return cls.at(data.corpus or ".", data.labels, data.audio_dir, scale=scale)
+
+    @classmethod
+    def open(
+        cls,
+        source: str | os.PathLike,
+        labels: str | os.PathLike | None = None,
+        audio_dir: str | os.PathLike | None = None,
+        *,
+        scale: Scale | None = None,
+    ) -> Corpus:
+        """What a command's ``--corpus SOURCE`` names: a table file (.csv, .parquet) is a manifest,
+        anything else a folder in the MSP-Podcast layout. A manifest takes no ``labels``."""
+        if Path(source).suffix.lower() in TABLE_SUFFIXES:
+            if labels:
+                raise LabelError(f"{source}: a manifest is its own label table; --labels goes with a corpus folder")
+            return cls.manifest(source, audio_dir, scale=scale)
+        return cls.at(source, labels, audio_dir, scale=scale)
+
+    @property
+    def is_manifest(self) -> bool:
+        return self.layout == "manifest"
 
 
-def _line(index: pd.Index) -> np.ndarray:
-    return np.asarray(index, dtype=np.int64) + 2  # header line, 1-based
+def scan_labels(corpus: Corpus) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The corpus's label table and its problems, whatever its layout: the columns of
+    :data:`CONSENSUS_COLUMNS` with A/V/D on 1-7 (see :func:`scan_consensus`; for a manifest,
+    :func:`emosphere.manifest.scan_manifest`, whose rows also carry ``path``). A corpus not on
+    1-7 also gets ``scale_min`` and ``scale_max`` columns: its scale. Line = index + 2."""
+    if corpus.is_manifest:
+        return scan_manifest(corpus.labels, audio_dir=corpus.audio_dir, scale=corpus.scale)
+    scale = corpus.scale or MODEL_SCALE
+    table, problems = scan_consensus(corpus.labels, scale=scale)
+    if scale != MODEL_SCALE:
+        table[list(LABEL_COLUMNS)] = scale.to_model(table[list(LABEL_COLUMNS)].to_numpy(np.float64))
+        table[list(SCALE_COLUMNS)] = [scale.low, scale.high]
+    return table, problems
 
 
-def problems_table(
-    severity: str,
-    problem: str,
-    file: str | os.PathLike | Sequence[str],
-    lines: Sequence[int] | np.ndarray,
-    details: Sequence[object],
-) -> pd.DataFrame:
-    """Rows of a :data:`PROBLEM_COLUMNS` table, one per detail: at ``lines`` of the label ``file``,
-    or (``lines`` empty) about the ``file`` or each of the files."""
-    details = list(details)
-    lines = list(lines) if len(lines) else [pd.NA] * len(details)
-    file = str(file) if isinstance(file, (str, os.PathLike)) else [str(f) for f in file]
-    return pd.DataFrame(
-        {
-            "severity": severity,
-            "problem": problem,
-            "file": file,
-            "line": pd.array(lines, dtype="Int64"),
-            "detail": [str(d) for d in details],
-        },
-        columns=list(PROBLEM_COLUMNS),
-    )
+def table_scale(table: pd.DataFrame) -> Scale:
+    """The rating scale of a label table from :func:`scan_labels` or :func:`prepare_labels` (its
+    ``scale_min``/``scale_max``; 1-7 without them): the scale to report its predictions on."""
+    if "scale_min" not in table or table.empty:
+        return MODEL_SCALE
+    return Scale(float(table["scale_min"].iloc[0]), float(table["scale_max"].iloc[0]))
 
 
-def scan_consensus(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_labels(corpus: Corpus) -> pd.DataFrame:
+    """:func:`scan_labels`, raising :class:`LabelError` naming the file and rows at fault (warnings are
+    logged)."""
+    table, problems = scan_labels(corpus)
+    for line in summarise_problems(problems[problems["severity"] == "warning"]):
+        log.warning("%s", line)
+    raise_first(corpus.labels, problems, "`emosphere check` lists them all")
+    return table
+
+
+def scan_consensus(path: str | os.PathLike, *, scale: Scale = MODEL_SCALE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a ``labels_consensus.csv`` and list every problem in its rows.
 
-    Returns the table (labels as numbers, the file's row order and index: line = index + 2)
-    and a :data:`PROBLEM_COLUMNS` table. Errors: a label that is missing, not a number or
-    outside [1, 7] (except in :data:`UNLABELLED_SPLITS`), a missing or repeated ``FileName``,
-    a missing ``Split_Set``. Warnings: an ``EmoClass`` outside A S H U F D C N O X. A file
-    that is missing, unreadable or lacks columns raises :class:`LabelError`.
+    Returns the table (labels as numbers on their ``scale``, the file's row order and index:
+    line = index + 2) and a :data:`~emosphere.problems.PROBLEM_COLUMNS` table. Errors: a label that is missing,
+    not a number or outside ``scale`` ([1, 7]) (except in :data:`UNLABELLED_SPLITS`), a missing
+    or repeated ``FileName``, a missing ``Split_Set``. Warnings: an ``EmoClass`` outside
+    A S H U F D C N O X. A file that is missing, unreadable or lacks columns raises
+    :class:`LabelError`.
     """
     path = Path(path)
     if not path.is_file():
@@ -138,72 +202,27 @@ def scan_consensus(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]
     found = []
     labelled = ~table["Split_Set"].astype(str).isin(UNLABELLED_SPLITS)
     for column in LABEL_COLUMNS:
-        values = pd.to_numeric(table[column], errors="coerce")
-        bad = labelled & (values.isna() | (values < SCALE_MIN) | (values > SCALE_MAX))
-        found.append(
-            problems_table(
-                "error",
-                f"{column} must be a number in [1, 7]",
-                path,
-                _line(table.index[bad]),
-                table.loc[bad, column].tolist(),
-            )
-        )
-        table[column] = values
-    for column in ("FileName", "Split_Set"):
-        empty = table[column].isna() | (table[column].astype(str).str.strip() == "")
-        found.append(
-            problems_table("error", f"{column} is empty", path, _line(table.index[empty]), [""] * int(empty.sum()))
-        )
-    repeated = table["FileName"].notna() & table["FileName"].duplicated(keep=False)
-    found.append(
-        problems_table(
-            "error", "FileName repeated", path, _line(table.index[repeated]), table.loc[repeated, "FileName"].tolist()
-        )
-    )
+        table[column], problems = number_problems(table, column, scale, path, labelled)
+        found.append(problems)
+    found += [empty_problems(table, column, path) for column in ("FileName", "Split_Set")]
+    found.append(repeated_problems(table, "FileName", path))
     odd = ~table["EmoClass"].isin(EMOTION_CLASSES)
     found.append(
         problems_table(
             "warning",
             f"EmoClass not one of {' '.join(sorted(EMOTION_CLASSES))}",
             path,
-            _line(table.index[odd]),
+            table_lines(table.index[odd]),
             table.loc[odd, "EmoClass"].tolist(),
         )
     )
     return table, pd.concat(found, ignore_index=True)
 
 
-def summarise_problems(problems: pd.DataFrame, limit: int = 10) -> list[str]:
-    """One line per kind of problem: what, how many, and the first ``limit`` places."""
-    out = []
-    for problem, rows in problems.groupby("problem", sort=False):
-        places = [
-            (f"line {line}" if pd.notna(line) else file) + (f" ({detail})" if detail else "")
-            for file, line, detail in rows[["file", "line", "detail"]].head(limit).itertuples(index=False)
-        ]
-        more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-        source = f" in {rows['file'].iloc[0]}" if rows["line"].notna().any() else ""
-        out.append(f"{problem}{source} ({len(rows)}): {', '.join(places)}{more}")
-    return out
-
-
 def read_consensus(path: str | os.PathLike) -> pd.DataFrame:
     """Read a ``labels_consensus.csv``; raise :class:`LabelError` naming the file and rows at fault
     (see :func:`scan_consensus`; warnings are logged)."""
-    table, problems = scan_consensus(path)
-    errors = problems[problems["severity"] == "error"]
-    for line in summarise_problems(problems[problems["severity"] == "warning"]):
-        log.warning("%s", line)
-    if len(errors):
-        first = errors[errors["problem"] == errors["problem"].iloc[0]]
-        rest = len(errors) - len(first)
-        raise LabelError(
-            f"{path}: {first['problem'].iloc[0]}; bad value on line(s) {first['line'].head(10).astype(int).tolist()}"
-            + (f" and {len(first) - 10} more" if len(first) > 10 else "")
-            + (f"; {rest} other problem(s): `emosphere check` lists them all" if rest else "")
-        )
-    return table
+    return read_labels(Corpus.at(Path(path).parent, labels=path))
 
 
 def annotate(table: pd.DataFrame, regions: RegionSet) -> pd.DataFrame:
@@ -276,10 +295,19 @@ def usable_rows(table: pd.DataFrame, *, keep_other: bool = False, splits: Sequen
     return table[keep]
 
 
+def audio_paths(table: pd.DataFrame, audio_dir: Path) -> list[str]:
+    """The audio file of each row: its ``path`` (a manifest's rows have one), else ``FileName``
+    under ``audio_dir``."""
+    if "path" in table:
+        return table["path"].tolist()
+    return [str(audio_dir / name) for name in table["FileName"]]
+
+
 def with_audio(table: pd.DataFrame, audio_dir: Path, headers: pd.DataFrame) -> pd.DataFrame:
-    """Add ``path`` and ``duration`` (seconds) from :func:`read_headers` of the rows' files."""
+    """Add ``path`` (:func:`audio_paths`) and ``duration`` (seconds) from :func:`read_headers` of the
+    rows' files."""
     out = table.copy()
-    out["path"] = [str(audio_dir / name) for name in table["FileName"]]
+    out["path"] = audio_paths(table, audio_dir)
     out["duration"] = headers["duration"].to_numpy()
     return out
 
@@ -290,13 +318,17 @@ def prepare_labels(
     """The table that training and evaluation read.
 
     Keeps rows with labels (Test3 has none), drops EmoClass O and X unless
-    ``keep_other``, resolves each ``FileName`` under the audio folder and
-    reads its duration from the header. Rows whose audio is missing or
-    unreadable are dropped with a warning that names them (training checks the
-    corpus first and stops instead: :mod:`emosphere.check`).
+    ``keep_other`` (MSP-Podcast layout only: a manifest's rows are used as
+    listed), resolves each ``FileName`` under the audio folder (a manifest's
+    ``path``) and reads its duration from the header. Rows whose audio is
+    missing or unreadable are dropped with a warning that names them (training
+    checks the corpus first and stops instead: :mod:`emosphere.check`). A
+    corpus not on 1-7 keeps A/V/D on 1-7 and its scale in ``scale_min`` and
+    ``scale_max`` (:func:`scan_labels`).
     """
-    table = usable_rows(read_consensus(corpus.labels), keep_other=keep_other).reset_index(drop=True)
-    headers = read_headers([corpus.audio_dir / name for name in table["FileName"]], progress=progress)
+    table = read_labels(corpus)
+    table = usable_rows(table, keep_other=keep_other or corpus.is_manifest).reset_index(drop=True)
+    headers = read_headers(audio_paths(table, corpus.audio_dir), progress=progress)
     table = with_audio(annotate(table, regions), corpus.audio_dir, headers)
     bad = headers["error"].notna().to_numpy()
     if bad.any():

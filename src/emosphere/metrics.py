@@ -32,19 +32,28 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> 
     return confusion
 
 
+def confusion_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, macro-F1 and UAR of (..., K, K) confusion matrices (row = target, column = predicted;
+    counts, or the weighted counts of a bootstrap replicate), vectorised over the leading axes:
+    macro-F1 over the classes that occur in the targets or predictions, UAR over those in the targets."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    true_positive = np.diagonal(confusion, axis1=-2, axis2=-1)
+    support, predicted = confusion.sum(-1), confusion.sum(-2)
+    zeros = np.zeros_like(true_positive)
+    recall = np.divide(true_positive, support, out=zeros.copy(), where=support > 0)
+    precision = np.divide(true_positive, predicted, out=zeros.copy(), where=predicted > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=zeros.copy(), where=total > 0)
+    seen, present = (support > 0) | (predicted > 0), support > 0
+    return {
+        "accuracy": true_positive.sum(-1) / np.maximum(support.sum(-1), 1),
+        "macro_f1": (f1 * seen).sum(-1) / np.maximum(seen.sum(-1), 1),
+        "uar": (recall * present).sum(-1) / np.maximum(present.sum(-1), 1),
+    }
+
+
 def region_metrics(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict[str, float]:
     """Accuracy, macro-F1 (over classes that occur in the targets or predictions) and
     unweighted average recall (over classes that occur in the targets)."""
-    confusion = confusion_matrix(pred, target, num_classes)
-    true_positive = np.diag(confusion).astype(np.float64)
-    support, predicted = confusion.sum(1), confusion.sum(0)
-    recall = np.divide(true_positive, support, out=np.zeros(num_classes), where=support > 0)
-    precision = np.divide(true_positive, predicted, out=np.zeros(num_classes), where=predicted > 0)
-    total = precision + recall
-    f1 = np.divide(2 * precision * recall, total, out=np.zeros(num_classes), where=total > 0)
-    seen = (support > 0) | (predicted > 0)
-    return {
-        "accuracy": float(true_positive.sum() / max(len(target), 1)),
-        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
-        "uar": float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
-    }
+    scores = confusion_scores(confusion_matrix(pred, target, num_classes))
+    return {name: float(value) for name, value in scores.items()}

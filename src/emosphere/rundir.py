@@ -113,10 +113,10 @@ class RunDir:
             table = read_table(self.labels_file)
             if set(files) <= set(table["FileName"]):
                 return table
-        from .labels import Corpus, LabelError, read_consensus
+        from .labels import Corpus, LabelError, read_labels
 
         try:
-            return read_consensus((corpus or Corpus.from_config(self.config().data)).labels)
+            return read_labels(corpus or Corpus.from_config(self.config().data))
         except (LabelError, OSError):
             return None
 

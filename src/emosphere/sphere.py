@@ -8,6 +8,13 @@ Scales
     to [1, 7]. Centred coordinates ``c = 2 (x - 1) / 6 - 1`` lie in [-1, 1]
     with the scale midpoint 4 at the origin.
 
+    A corpus rated on another scale (IEMOCAP and MSP-IMPROV: 1-5) declares it as
+    a :class:`Scale`; its labels are mapped linearly onto 1-7 when they are read
+    (low end to 1, high end to 7, midpoint to 4, the sphere's origin) and
+    predictions are mapped back to it for reporting. CCC, the regions and the
+    spherical coordinates are unchanged by the map, so a model scores the same
+    on a corpus whatever scale its labels are written on.
+
 Spherical coordinates of a centred point (a, v, d)
     ``r = |(a, v, d)|`` (intensity), azimuth ``phi = atan2(d, a)`` in
     (-pi, pi], polar ``theta = arccos(v / r)`` in [0, pi]; both angles are 0
@@ -73,8 +80,55 @@ def to_unit(x: np.ndarray) -> np.ndarray:
 
 def from_unit(u: np.ndarray) -> np.ndarray:
     """Map [0, 1] predictions back to the 1-7 scale, clipped to [1, 7]."""
-    x = np.asarray(u, dtype=np.float64) * (SCALE_MAX - SCALE_MIN) + SCALE_MIN
-    return np.clip(x, SCALE_MIN, SCALE_MAX)
+    return MODEL_SCALE.from_unit(u)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The rating scale ``[low, high]`` of a corpus's labels, and the linear map onto the model's 1-7
+    (:data:`MODEL_SCALE`; see the module docstring). Raises ValueError unless low < high, both finite."""
+
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.low < self.high):
+            raise ValueError(f"a rating scale is two finite numbers low < high, got [{self.low}, {self.high}]")
+
+    @property
+    def label(self) -> str:
+        """``1-7``, ``1-5``, or ``[-1, 1]`` for a scale that starts below 0."""
+        low, high = f"{self.low:g}", f"{self.high:g}"
+        return f"{low}-{high}" if self.low >= 0 else f"[{low}, {high}]"
+
+    @property
+    def interval(self) -> str:
+        """``[1, 5]``."""
+        return f"[{self.low:g}, {self.high:g}]"
+
+    def contains(self, x: np.ndarray) -> np.ndarray:
+        """Whether each value is a number on the scale."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.isfinite(x) & (x >= self.low) & (x <= self.high)
+
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        """Values on this scale mapped onto 1-7 (exactly the values for :data:`MODEL_SCALE`)."""
+        factor = (SCALE_MAX - SCALE_MIN) / (self.high - self.low)
+        return (np.asarray(x, dtype=np.float64) - self.low) * factor + SCALE_MIN
+
+    def from_model(self, x: np.ndarray) -> np.ndarray:
+        """Values on 1-7 mapped onto this scale."""
+        factor = (self.high - self.low) / (SCALE_MAX - SCALE_MIN)
+        return (np.asarray(x, dtype=np.float64) - SCALE_MIN) * factor + self.low
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """[0, 1] predictions on this scale, clipped to it (:func:`from_unit` for :data:`MODEL_SCALE`)."""
+        x = np.asarray(u, dtype=np.float64) * (self.high - self.low) + self.low
+        return np.clip(x, self.low, self.high)
+
+
+MODEL_SCALE = Scale(SCALE_MIN, SCALE_MAX)
+"""MSP-Podcast's 1-7, on which label tables keep A/V/D whatever the corpus."""
 
 
 def centre(x: np.ndarray) -> np.ndarray:
