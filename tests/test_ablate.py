@@ -96,6 +96,9 @@ def test_ablate_runs_each_variant_once_resumes_and_tabulates(corpus, tmp_path, m
     assert 0 <= table.loc["paper", "octant_accuracy_from_values"] <= 1 and table.loc["paper", "epochs"] == 1
     markdown = (tmp_path / "runs" / "ablation.md").read_text()
     assert "| paper | (base) | octant | linear | style | 1 |" in markdown and "| failed |" in markdown
+    assert "## Each variant against paper" in markdown and "| no_aux | paper | mean |" in markdown
+    comparison = pd.read_csv(tmp_path / "runs" / "comparison.csv")
+    assert set(comparison["system"]) == {"no_aux"} and comparison["p_value"].between(0, 1).all()
 
     # a second call trains nothing that is done; an interrupted run resumes from its last checkpoint
     RunDir(tmp_path / "runs" / "no_aux_seed7").ablation_state.unlink()

@@ -226,3 +226,21 @@ def test_a_model_is_evaluated_on_a_converted_corpus_with_intervals_on_its_scale(
     scale = table_scale(rows)
     on_corpus = scale.from_model(predictions[["EmoAct", "EmoVal", "EmoDom"]].to_numpy())
     assert scale.label == "1-5" and ((on_corpus >= 1) & (on_corpus <= 5)).all()
+
+
+def test_prepare_converts_a_corpus_to_a_manifest_that_check_reads(tmp_path, capsys):
+    from emosphere import cli_data, corpora
+    from emosphere.cli import main
+
+    write_iemocap(tmp_path / "IEMOCAP", per_dialogue=2)
+    source, output = str(tmp_path / "IEMOCAP"), str(tmp_path / "fold5.csv")
+    assert main(["prepare", "--format", "iemocap", "--corpus", source, "--fold", "5", "--output", output]) == 0
+    assert "labels on the 1-5 scale" in capsys.readouterr().out
+    assert set(pd.read_csv(output)["split"]) == {"Train", "Development", "Test"}
+    assert main(["check", "--corpus", output, "--quiet"]) == 0
+    assert "1-5" in capsys.readouterr().out
+    assert main(["prepare", "--format", "iemocap", "--corpus", source]) == 2
+    assert "--output" in capsys.readouterr().err
+    assert main(["prepare", "--format", "iemocap", "--corpus", source, "--scale", "1", "5", "--output", output]) == 2
+    assert "--scale: not an option of --format iemocap" in capsys.readouterr().err
+    assert cli_data.FORMATS == corpora.FORMATS  # the CLI's copy, kept so that --help imports no pandas

@@ -22,7 +22,7 @@ from emosphere.config import RunConfig
 from emosphere.data import InferenceWindows
 from emosphere.engine import Options, Predictor, Windowing
 from emosphere.errors import UserError
-from emosphere.evaluate import evaluate, evaluate_run, format_metrics, write_evaluation
+from emosphere.evaluate import Intervals, evaluate, evaluate_run, format_metrics, write_evaluation
 from emosphere.io import read_table
 from emosphere.labels import Corpus, prepare_labels
 from emosphere.rundir import RunDir
@@ -169,3 +169,46 @@ def test_a_run_is_evaluated_once_then_read(trained_run, tmp_path):
     assert again == metrics and table["FileName"].tolist() == predictions["FileName"].tolist()
     with pytest.raises(UserError, match="no model"):
         evaluate_run(run, "Development")
+
+
+def test_metrics_carry_95_percent_intervals_by_utterance_or_by_speaker(evaluated, model, dev):
+    metrics, _ = evaluated
+    bounds = metrics["intervals"]
+    assert (bounds["by"], bounds["units"], bounds["resamples"], bounds["level"]) == ("utterance", 9, 1000, 0.95)
+    for name in ("arousal", "valence", "dominance", "mean"):
+        assert bounds["ccc"][name][0] <= bounds["ccc"][name][1]
+    assert set(bounds["region"]) == {"accuracy", "macro_f1", "uar"}
+    summary = format_metrics(metrics)
+    assert f"mean {metrics['ccc']['mean']:.3f} [{bounds['ccc']['mean'][0]:.3f}, " in summary
+    assert "95 % intervals over 9 utterances" in summary
+    predictor = Predictor(TorchBackend(model), Options(batch_size=3))
+    speakers, _ = evaluate(predictor, dev, model.regions, split="Development", intervals=Intervals(by="speaker"))
+    assert speakers["intervals"]["by"] == "speaker" and speakers["intervals"]["units"] == dev["SpkrID"].nunique()
+    assert (
+        speakers["ccc"] == metrics["ccc"]
+        and "intervals" not in evaluate(predictor, dev, model.regions, split="Development", intervals=None)[0]
+    )
+
+
+def test_another_corpus_on_1_to_5_scores_as_rescaled_by_hand_and_is_reported_on_1_to_5(model, dev, tmp_path):
+    model.save_pretrained(tmp_path / "model")
+    manifest = pd.DataFrame({"path": dev["path"], "split": "Test", "speaker": dev["SpkrID"]})
+    labels = dict(zip(("arousal", "valence", "dominance"), ("EmoAct", "EmoVal", "EmoDom")))
+    for column, label in labels.items():
+        manifest[column] = (dev[label] - 1) / 6 * 4 + 1  # the same ratings on 1-5
+    manifest.to_csv(tmp_path / "five.csv", index=False)
+    seven = manifest.assign(**{column: dev[label].to_numpy() for column, label in labels.items()})
+    seven.to_csv(tmp_path / "seven.csv", index=False)
+    for name, scale in (("five", ["1", "5"]), ("seven", ["1", "7"])):
+        args = ["evaluate", "--model", str(tmp_path / "model"), "--corpus", str(tmp_path / f"{name}.csv")]
+        code = main([*args, "--scale", *scale, "--split", "Test", "--output", str(tmp_path / name), "--quiet"])
+        assert code == 1  # the too-short file is skipped, as in the MSP-Podcast layout
+    five, seven = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("five", "seven"))
+    for name in ("arousal", "valence", "dominance", "mean"):
+        assert five["ccc"][name] == pytest.approx(seven["ccc"][name], abs=1e-9)
+    assert five["scale"] == "CCC on the 1-5 scale" and seven["scale"] == "CCC on the 1-7 scale"
+    challenge = pd.read_csv(tmp_path / "five" / "predictions.csv")
+    assert challenge[["EmoAct", "EmoVal", "EmoDom"]].stack().between(1, 5).all()
+    full = pd.read_csv(tmp_path / "five" / "predictions_full.csv")
+    assert full["scale_min"].eq(1).all() and full["scale_max"].eq(5).all()
+    np.testing.assert_allclose(full["true_EmoAct"], manifest["arousal"].drop(index=4), atol=1e-5)  # 6 digits

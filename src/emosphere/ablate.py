@@ -15,12 +15,13 @@ Each variant differs from the base by its overrides only, so the file shows
 exactly what each row of the table changes. :func:`run_set` trains the
 variants one after another (``<output_dir>/<variant>_seed<N>``, a normal run
 directory), resuming an interrupted run from its last checkpoint and skipping
-finished ones, and evaluates each on ``split``. :func:`collect` reads the runs
-into one table (:func:`write_tables`: ``ablation.csv`` and ``ablation.md``):
-CCC per dimension and mean on the split, the best development CCC and its
-epoch, region metrics (the variant's own region set, from its classifier or,
-without one, from the predicted values) and the octant accuracy of the
-predicted values (comparable across every variant), and the training time.
+finished ones, and evaluates each on ``split``. :func:`tabulate` reads the runs
+into ``ablation.csv`` and ``ablation.md``: CCC per dimension and mean on the
+split (mean ± sd over seeds), the best development CCC and its epoch, region
+metrics (the variant's own region set, from its classifier or, without one,
+from the predicted values), the octant accuracy of the predicted values
+(comparable across every variant), the training time, and each variant's
+paired bootstrap comparison with the first variant.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError, RunConfig, load_config, read_yaml
-from .evaluate import evaluate_run
+from .evaluate import evaluate_run, prediction_arrays
 from .io import write_table, write_text_atomic
-from .labels import LABEL_COLUMNS
 from .metrics import region_metrics
 from .rundir import RunDir, epoch_metrics
 from .sphere import DIMENSIONS, RegionSet
@@ -219,15 +219,14 @@ def run_set(
             log.error("ablation %s (seed %d) failed: %s: %s", variant.name, variant.seed, type(error).__name__, error)
             failed.append((variant, f"{type(error).__name__}: {error}"))
             _record(variant, status="failed", error=failed[-1][1])
-        write_tables(collect(aset, table_plan(aset, overrides)), aset.output_dir, aset.split)
+        tabulate(aset, overrides)
     return failed
 
 
 def _octant_accuracy(predictions: pd.DataFrame) -> float:
     octants = RegionSet("octant")
-    truth = octants.assign(predictions[[f"true_{c}" for c in LABEL_COLUMNS]].to_numpy(np.float64))
-    predicted = octants.assign(predictions[list(DIMENSIONS)].to_numpy(np.float64))
-    return region_metrics(predicted, truth, octants.num_classes)["accuracy"]
+    predicted, true = (octants.assign(values) for values in prediction_arrays(predictions))
+    return region_metrics(predicted, true, octants.num_classes)["accuracy"]
 
 
 def collect(aset: AblationSet, variants: list[Variant]) -> pd.DataFrame:
@@ -246,13 +245,8 @@ def collect(aset: AblationSet, variants: list[Variant]) -> pd.DataFrame:
         }
         record = state(variant)
         if not is_done(variant, aset.split):
-            rows.append(
-                {
-                    **row,
-                    "status": "failed" if record.get("status") == "failed" else "not run",
-                    "error": record.get("error", ""),
-                }
-            )
+            status = "failed" if record.get("status") == "failed" else "not run"
+            rows.append({**row, "status": status, "error": record.get("error", "")})
             continue
         metrics, predictions = evaluate_run(variant.run, aset.split)
         epochs = epoch_metrics(variant.run.metric_log())
@@ -378,10 +372,26 @@ def markdown(table: pd.DataFrame, split: str) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def write_tables(table: pd.DataFrame, output_dir: str | os.PathLike, split: str) -> tuple[Path, Path]:
-    """``ablation.csv`` (one row per variant and seed) and ``ablation.md`` in ``output_dir``."""
-    output_dir = Path(output_dir)
-    csv_path, md_path = output_dir / "ablation.csv", output_dir / "ablation.md"
+def tabulate(aset: AblationSet, overrides: list[str] | None = None) -> tuple[Path, Path]:
+    """Write ``ablation.csv`` (one row per variant and seed, :func:`collect`), ``ablation.md`` (per
+    variant, :func:`markdown`, then each variant's paired bootstrap comparison with the set's first
+    variant over all their seeds, :func:`emosphere.compare.compare_systems`) and ``comparison.csv``
+    in the set's output folder; returns the first two."""
+    from .compare import compare_systems
+
+    variants = table_plan(aset, overrides)
+    table = collect(aset, variants)
+    text = markdown(table, aset.split)
+    runs: dict[str, list[pd.DataFrame]] = {}
+    for variant in variants:
+        if is_done(variant, aset.split):
+            runs.setdefault(variant.name, []).append(evaluate_run(variant.run, aset.split)[1])
+    reference = next(iter(aset.variants))
+    if reference in runs and len(runs) > 1:
+        comparison, compared = compare_systems({reference: runs.pop(reference), **runs})
+        write_table(comparison, aset.output_dir / "comparison.csv")
+        text += f"\n## Each variant against {reference}\n\n{compared}"
+    csv_path, md_path = aset.output_dir / "ablation.csv", aset.output_dir / "ablation.md"
     write_table(table, csv_path)
-    write_text_atomic(md_path, markdown(table, split))
+    write_text_atomic(md_path, text)
     return csv_path, md_path

@@ -14,25 +14,46 @@ from .cli_options import (
     add_quiet,
     add_regions,
     add_workers,
+    corpus_from,
     log,
 )
+
+FORMATS = ("iemocap", "msp-improv", "msp-podcast")
+"""The label layouts ``prepare --format`` converts (:data:`emosphere.corpora.FORMATS`; not imported here,
+so that ``emosphere --help`` stays fast)."""
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "prepare",
-        help="prepare an MSP-Podcast label table with sphere regions",
-        description="Read labels_consensus.csv, keep labelled rows with readable audio, add targets on [0, 1], "
-        "spherical coordinates and regions, write the table and print counts per split and region.",
+        help="prepare a label table with sphere regions, or convert a corpus's labels to a manifest",
+        description="Without --format: read the corpus's labels (labels_consensus.csv, or a manifest), keep "
+        "labelled rows with readable audio, add targets on [0, 1], spherical coordinates and regions, write the "
+        "table and print counts per split and region. With --format: convert a corpus's published label layout "
+        "(IEMOCAP, MSP-IMPROV, MSP-Podcast/BIIC-Podcast) to a manifest that train, evaluate and check read, every "
+        "malformed or unknown line reported with its file and line (docs/corpora.md).",
     )
     add_corpus(p, required=True)
+    p.add_argument(
+        "--format", choices=FORMATS,
+        help="the corpus's label layout, to convert it to a manifest at --output (default: prepare as above)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fold", type=POSITIVE_INT,
+        help="with --format iemocap or msp-improv: the leave-one-session-out fold (Test: that session, "
+        "Development: the one before); default: every utterance in Test (a whole corpus for cross-corpus tests)",
+    )  # fmt: skip
     add_regions(p, "region set: octant (8 classes, the paper) or a sphereN grid of N-degree cells plus an "
                    "origin class (default: octant)")  # fmt: skip
     p.add_argument(
         "--keep-other", action="store_true",
         help="keep EmoClass O (other) and X (no agreement) rows; the paper recipe drops them",
     )  # fmt: skip
-    p.add_argument("--output", type=Path, help="output CSV (default: <corpus>/Labels/processed_labels_<regions>.csv)")
+    p.add_argument(
+        "--output", type=Path,
+        help="output table (default: <corpus>/Labels/processed_labels_<regions>.csv; with --format, the manifest "
+        "to write, required)",
+    )  # fmt: skip
     add_quiet(p)
     p.set_defaults(func=prepare)
 
@@ -47,8 +68,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--corpus", type=Path, help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)"
-    )
+        "--corpus", type=Path,
+        help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv), or a manifest",
+    )  # fmt: skip
     source.add_argument(
         "--config", type=Path,
         help="YAML recipe: check what `emosphere train` would check (config, paths, encoder, the training and "
@@ -96,14 +118,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def prepare(args: argparse.Namespace) -> int:
     from .io import check_table_path, write_table
-    from .labels import Corpus, counts, prepare_labels
+    from .labels import counts, prepare_labels
     from .sphere import RegionSet
 
+    if args.format:
+        return convert(args)
     regions = RegionSet(args.regions, args.origin_radius)
     output = args.output or Path(args.corpus) / "Labels" / f"processed_labels_{args.regions}.csv"
     check_table_path(output)
-    corpus = Corpus.at(args.corpus, args.labels, args.audio_dir)
-    table = prepare_labels(corpus, regions, keep_other=args.keep_other, progress=not args.quiet)
+    table = prepare_labels(corpus_from(args), regions, keep_other=args.keep_other, progress=not args.quiet)
     write_table(table, output)
     print(f"wrote {len(table)} rows to {output}")
     print(f"utterances per region ({regions.name}, {regions.num_classes} classes) and split:")
@@ -111,11 +134,39 @@ def prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def convert(args: argparse.Namespace) -> int:
+    """``prepare --format``: a corpus's label layout to a manifest."""
+    from .corpora import convert as convert_corpus
+    from .errors import UserError
+    from .io import check_table_path
+    from .manifest import write_manifest
+    from .problems import summarise_problems
+    from .sphere import Scale
+
+    if args.output is None:
+        raise UserError(f"prepare --format {args.format}: give the manifest to write with --output")
+    check_table_path(args.output)
+    try:
+        scale = Scale(*args.scale) if args.scale else None
+    except ValueError as error:
+        raise UserError(f"--scale: {error}") from None
+    conversion = convert_corpus(
+        args.format, args.corpus, fold=args.fold, keep_other=args.keep_other, labels=args.labels,
+        audio_dir=args.audio_dir, scale=scale,
+    )  # fmt: skip
+    for line in summarise_problems(conversion.problems):
+        log.warning("%s", line)
+    conversion.raise_for_errors()
+    write_manifest(conversion.manifest, args.output)
+    print(f"wrote {len(conversion.manifest)} utterances to {args.output}")
+    print(conversion.summary())
+    return 0
+
+
 def check(args: argparse.Namespace) -> int:
     from .check import check_corpus, log_problems, preflight
     from .config import ConfigError, load_config
     from .io import check_table_path, write_table
-    from .labels import Corpus
     from .sphere import RegionSet
 
     if args.problems:
@@ -127,7 +178,7 @@ def check(args: argparse.Namespace) -> int:
         report = preflight(config, resume=args.resume, decode=args.decode, progress=not args.quiet)
     else:
         report = check_corpus(
-            Corpus.at(args.corpus, args.labels, args.audio_dir), RegionSet(args.regions, args.origin_radius),
+            corpus_from(args), RegionSet(args.regions, args.origin_radius),
             splits=None if args.splits == ["all"] else args.splits, keep_other=args.keep_other, decode=args.decode,
             workers=args.workers, progress=not args.quiet,
         )  # fmt: skip

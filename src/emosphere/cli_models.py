@@ -16,9 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "predict",
         help="predict arousal, valence, dominance (and region) for audio files",
         description="Predict every input: audio files, folders (searched recursively by audio extension), "
-        "manifests (.csv or .parquet with a path, file or FileName column, and start and end columns for segments "
-        "of files; or .txt/.lst with one path a line) and glob patterns. Audio longer than a window gets one row "
-        "per window plus a file row that aggregates them. Unreadable or too short files are listed in <output "
+        "manifests (.csv, .jsonl or .parquet with a path, file or FileName column, and start and end columns for "
+        "segments of files; or .txt/.lst with one path a line) and glob patterns. Audio longer than a window gets "
+        "one row per window plus a file row that aggregates them. Unreadable or too short files are listed in <output "
         "stem>.errors.csv. Exit code 0: all predicted, 1: some files failed, 2: usage error. Several processes: "
         "torchrun --nproc-per-node N -m emosphere predict ... See docs/predict.md and docs/annotate.md.",
     )

@@ -108,17 +108,64 @@ def add_workers(parser: Any, text: str, default: int) -> None:
 
 
 def add_corpus(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    """Where a corpus in the MSP-Podcast layout lives: --corpus, --labels, --audio-dir."""
+    """Where a corpus lives: --corpus (a folder in the MSP-Podcast layout or a manifest), --labels,
+    --audio-dir, and its rating --scale."""
     parser.add_argument(
         "--corpus", required=required, type=Path,
-        help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv)",
+        help="corpus folder in the MSP-Podcast layout (Audios/, Labels/labels_consensus.csv), or a manifest "
+        "table (.csv or .parquet; docs/corpora.md)",
     )  # fmt: skip
     add_corpus_files(parser)
 
 
 def add_corpus_files(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, help="label CSV (default: <corpus>/Labels/labels_consensus.csv)")
-    parser.add_argument("--audio-dir", type=Path, help="audio folder (default: <corpus>/Audios)")
+    parser.add_argument(
+        "--audio-dir", type=Path,
+        help="audio folder (default: <corpus>/Audios; for a manifest, where its relative paths start)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="the corpus's rating scale, e.g. 1 5 (default: 1-7 for the MSP-Podcast layout; a manifest's own "
+        "scale_min and scale_max)",
+    )  # fmt: skip
+
+
+def corpus_from(args: argparse.Namespace) -> Any:
+    """The :class:`emosphere.labels.Corpus` that --corpus / --labels / --audio-dir / --scale name, or
+    None when they name none."""
+    from .errors import UserError
+    from .labels import Corpus
+    from .sphere import Scale
+
+    if args.corpus is None and args.labels is None:
+        return None
+    try:
+        scale = Scale(*args.scale) if args.scale else None
+    except ValueError as error:
+        raise UserError(f"--scale: {error}") from None
+    return Corpus.open(args.corpus or ".", args.labels, args.audio_dir, scale=scale)
+
+
+def add_intervals(parser: argparse.ArgumentParser) -> None:
+    """How 95 % bootstrap intervals are drawn: --by, --resamples, --seed."""
+    group = parser.add_argument_group("intervals")
+    group.add_argument(
+        "--by", choices=["utterance", "speaker"], default="utterance",
+        help="resample utterances, or whole speakers (honest when a speaker's utterances are correlated; needs "
+        "speaker IDs) (default utterance)",
+    )  # fmt: skip
+    group.add_argument(
+        "--resamples", type=COUNT, default=1000, help="bootstrap replicates (default 1000; 0: no intervals)"
+    )
+    group.add_argument("--seed", type=COUNT, default=0, help="seed of the replicates (default 0)")
+
+
+def intervals_from(args: argparse.Namespace) -> Any:
+    """The :class:`emosphere.evaluate.Intervals` that --by / --resamples / --seed ask for."""
+    from .evaluate import Intervals
+
+    return Intervals(by=args.by, resamples=args.resamples, seed=args.seed)
 
 
 def add_regions(parser: argparse.ArgumentParser, text: str) -> None:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_options import DEVICE, POSITIVE_INT, add_corpus, add_model, add_overrides, add_quiet, deprecated, log
+from .cli_options import (
+    DEVICE,
+    POSITIVE_INT,
+    add_corpus,
+    add_intervals,
+    add_model,
+    add_overrides,
+    add_quiet,
+    corpus_from,
+    deprecated,
+    intervals_from,
+    log,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,8 +37,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "evaluate",
         help="evaluate a model on a labelled split",
-        description="CCC per dimension and mean (1-7 scale, whole split), region accuracy, macro-F1 and UAR. "
-        "Writes metrics.json, predictions.csv (challenge format) and predictions_full.csv.",
+        description="CCC per dimension and mean (over the whole split), region accuracy, macro-F1 and UAR, each "
+        "with a 95%% bootstrap interval. Writes metrics.json, predictions.csv (challenge format) and "
+        "predictions_full.csv, on the rating scale of the corpus (1-7 for MSP-Podcast). --corpus evaluates on "
+        "another corpus, a folder or a manifest (cross-corpus; docs/corpora.md).",
     )
     add_model(p, onnx=False, batch_size=16)
     add_corpus(p, required=False)
@@ -35,10 +49,32 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--keep-other", action=argparse.BooleanOptionalAction, default=None,
         help="keep O/X rows (default: as the model was trained)",
     )  # fmt: skip
+    add_intervals(p)
     p.add_argument("--output", type=Path, help="folder to write to (default: <model>/../eval_<split>)")
     deprecated(p, "--output-dir", "--output", type=Path)
     add_quiet(p)
     p.set_defaults(func=evaluate)
+
+    p = commands.add_parser(
+        "compare",
+        help="compare systems on the same files: paired bootstrap of their CCC differences",
+        description="The paired bootstrap of each system's CCC (per dimension and mean) against the first's, on "
+        "the same resampled files: the difference, its 95%% interval and a two-sided p-value, as markdown (printed) "
+        "and CSV. A system is a run directory or a model directory (evaluated on --split, reusing eval_<split>/ "
+        "when it is fresh) or a prediction table (predictions_full.csv of emosphere evaluate). Files that one "
+        "system has and another lacks are refused, by name. See docs/intervals.md.",
+    )
+    p.add_argument(
+        "systems", nargs="+", metavar="SYSTEM",
+        help="run directory, model directory or prediction table; the first is the reference",
+    )  # fmt: skip
+    p.add_argument("--split", default="Development", help="split the systems are evaluated on (default: Development)")
+    add_corpus(p, required=False)
+    add_intervals(p)
+    p.add_argument("--output", type=Path, help="folder for comparison.csv and comparison.md (default: print only)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="windows per batch if evaluating (default 16)")
+    p.add_argument("--device", type=DEVICE, default="cpu", help="torch device if evaluating (default cpu)")
+    p.set_defaults(func=compare)
 
     p = commands.add_parser(
         "report",
@@ -81,15 +117,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=ablate)
 
 
-def _corpus(args: argparse.Namespace):
-    """The corpus that --corpus / --labels / --audio-dir name, or None."""
-    from .labels import Corpus
-
-    if args.corpus is None and args.labels is None:
-        return None
-    return Corpus.at(args.corpus or ".", args.labels, args.audio_dir)
-
-
 def train(args: argparse.Namespace) -> int:
     from .config import load_config
 
@@ -110,31 +137,45 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from .engine import Options
-    from .evaluate import evaluate as evaluate_split
-    from .evaluate import format_metrics, write_evaluation
-    from .labels import Corpus, LabelError, prepare_labels, split
-    from .load import load_predictor
+    from .evaluate import evaluate_model, format_metrics, write_evaluation
 
-    options = Options(batch_size=args.batch_size, workers=args.workers)
-    predictor = load_predictor(args.model, options, backend="torch", device=args.device, precision=args.precision)
-    model = predictor.backend.model
-    run_data = (model.run_config or {}).get("data", {})
-    if args.corpus is None and args.labels is None and not run_data.get("corpus"):
-        raise LabelError(f"{args.model}: the model's config names no corpus; give --corpus or --labels")
-    corpus = _corpus(args) or Corpus.at(
-        run_data.get("corpus") or ".", run_data.get("labels"), run_data.get("audio_dir")
-    )
-    keep_other = args.keep_other if args.keep_other is not None else run_data.get("keep_other", False)
-    table = prepare_labels(corpus, model.regions, keep_other=keep_other, progress=not args.quiet)
-    rows = split(table, args.split)
-    metrics, predictions = evaluate_split(predictor, rows, model.regions, split=args.split, progress=not args.quiet)
+    metrics, predictions = evaluate_model(
+        args.model, args.split, corpus=corpus_from(args), keep_other=args.keep_other,
+        options=Options(batch_size=args.batch_size, workers=args.workers), device=args.device,
+        precision=args.precision, progress=not args.quiet, intervals=intervals_from(args),
+    )  # fmt: skip
     output = args.output or Path(args.model).parent / f"eval_{args.split}"
     write_evaluation(metrics, predictions, output)
     print(format_metrics(metrics))
-    print(f"wrote {output}/metrics.json, predictions.csv (FileName,EmoAct,EmoVal,EmoDom on 1-7), predictions_full.csv")
+    scale = f"{predictions['scale_min'].iloc[0]:g}-{predictions['scale_max'].iloc[0]:g}"
+    print(f"wrote {output}/metrics.json, predictions.csv (FileName,EmoAct,EmoVal,EmoDom on {scale}), "
+          "predictions_full.csv")  # fmt: skip
     for skipped in metrics["skipped"]:
         log.warning("skipped %s: %s", skipped["file"], skipped["error"])
     return 1 if metrics["skipped"] else 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from .compare import compare_systems, system_predictions
+
+    if len(args.systems) < 2:
+        from .errors import UserError
+
+        raise UserError("compare: give two or more systems; the first is the reference")
+    corpus = corpus_from(args)
+    tables = {
+        name: system_predictions(name, args.split, corpus=corpus, batch_size=args.batch_size, device=args.device)
+        for name in args.systems
+    }
+    table, markdown = compare_systems(tables, intervals_from(args))
+    print(markdown)
+    if args.output:
+        from .io import write_table, write_text_atomic
+
+        write_table(table, args.output / "comparison.csv")
+        write_text_atomic(args.output / "comparison.md", markdown)
+        print(f"wrote {args.output}/comparison.csv and comparison.md")
+    return 0
 
 
 def report(args: argparse.Namespace) -> int:
@@ -147,7 +188,7 @@ def report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     page = write_report(
-        args.run_dir, args.output, split=args.split, corpus=_corpus(args), batch_size=args.batch_size,
+        args.run_dir, args.output, split=args.split, corpus=corpus_from(args), batch_size=args.batch_size,
         device=args.device,
     )  # fmt: skip
     print(f"wrote {page} and its PNGs")
@@ -155,7 +196,7 @@ def report(args: argparse.Namespace) -> int:
 
 
 def ablate(args: argparse.Namespace) -> int:
-    from .ablate import check_data, collect, load_set, plan, run_set, table_plan, write_tables
+    from .ablate import check_data, load_set, plan, run_set, tabulate
     from .config import ConfigError
 
     aset = load_set(args.set)
@@ -169,7 +210,7 @@ def ablate(args: argparse.Namespace) -> int:
     if not args.collect_only:
         check_data(variants)
     failed = [] if args.collect_only else run_set(aset, variants, args.overrides, device=args.device)
-    csv_path, md_path = write_tables(collect(aset, table_plan(aset, args.overrides)), aset.output_dir, aset.split)
+    csv_path, md_path = tabulate(aset, args.overrides)
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
     for variant, error in failed:

@@ -40,10 +40,10 @@ import pandas as pd
 
 from . import audio
 from .errors import UserError
+from .io import TABLE_SUFFIXES, iter_table, table_columns
 
 MANIFEST_COLUMNS = ("path", "file", "FileName")
 LIST_SUFFIXES = (".txt", ".lst")
-TABLE_SUFFIXES = (".csv", ".parquet")
 TABLE_CHUNK_ROWS = 10_000
 """Rows of a manifest table read at a time."""
 SEGMENT_END_TOLERANCE = 0.01
@@ -139,26 +139,6 @@ def _read_list(path: Path) -> Iterator[str]:
                 yield str(path.parent / entry)
 
 
-def _table_chunks(path: Path) -> Iterator[pd.DataFrame]:
-    """The manifest table at ``path`` in chunks of :data:`TABLE_CHUNK_ROWS` rows; text as ``str``
-    (CSV values as written, empty where blank)."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=TABLE_CHUNK_ROWS):
-            yield batch.to_pandas()
-    else:
-        yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=TABLE_CHUNK_ROWS)
-
-
-def _table_columns(path: Path) -> list[str]:
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, dtype=str, nrows=0).columns)
-
-
 def _seconds(values: pd.Series, path: Path, what: str, first_row: int) -> np.ndarray:
     """Times in seconds (NaN where blank) from numbers of seconds or timedeltas
     (``0 days 00:00:01.5``, ``00:01:02.5``, or timedelta columns of a parquet table)."""
@@ -183,13 +163,13 @@ def _seconds(values: pd.Series, path: Path, what: str, first_row: int) -> np.nda
 def _read_table(path: Path) -> Iterator[Source]:
     """The sources a manifest table lists: whole files, or segments when it has ``start`` and ``end``
     columns (a row with both blank is the whole file; a blank start is 0)."""
-    columns = _table_columns(path)
+    columns = table_columns(path)
     column = next((c for c in MANIFEST_COLUMNS if c in columns), None)
     if column is None:
         raise InputError(f"{path}: a manifest table needs a column named one of {', '.join(MANIFEST_COLUMNS)}")
     segmented = "start" in columns and "end" in columns
     first_row = 1  # rows are counted from 1, after the header
-    for chunk in _table_chunks(path):
+    for chunk in iter_table(path, rows=TABLE_CHUNK_ROWS, raw=True):
         files = chunk[column].astype(str).str.strip().tolist()
         if segmented:
             starts = _seconds(chunk["start"], path, "start", first_row)
@@ -234,7 +214,7 @@ def _expand(item: str) -> Iterator[Source]:
 
 def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Source]:
     """The sources named by files, folders (recursive, by extension), list files (.txt/.lst, one path
-    a line), manifest tables (.csv or .parquet with a path/file/FileName column, and optionally
+    a line), manifest tables (.csv, .jsonl or .parquet with a path/file/FileName column, and optionally
     ``start`` and ``end`` columns for segments) and glob patterns, lazily, in order; relative
     manifest entries are relative to the manifest. A source named twice is kept once (the first
     time). Manifest entries are not checked here: a missing file fails when it is read."""

@@ -17,6 +17,7 @@ import pandas as pd
 from .errors import UserError
 
 TABLE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
+"""The table formats emosphere reads and writes (outputs, manifests, label tables), by extension."""
 
 
 def _usual_mode(path: str, mode: int) -> None:
@@ -152,21 +153,39 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike, *, exact: Sequence
         write(table)
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a table written by :func:`write_table`."""
+def read_table(path: str | os.PathLike, *, text: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` (the ``text`` columns as strings)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".parquet":
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
+        return table.astype({c: str for c in text if c in table})
     if suffix in (".jsonl", ".ndjson"):
-        return pd.read_json(path, orient="records", lines=True)
-    return pd.read_csv(path)
+        return pd.read_json(path, orient="records", lines=True, dtype=dict.fromkeys(text, str))
+    return pd.read_csv(path, dtype=dict.fromkeys(text, str))
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """The column names of a table, without reading its rows (a JSON lines file: those of its first row)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    first = next(iter_table(path, rows=1), None)
+    return [] if first is None else list(first.columns)
 
 
 def iter_table(
-    path: str | os.PathLike, *, rows: int = 10_000, columns: Sequence[str] | None = None, text: Sequence[str] = ()
+    path: str | os.PathLike,
+    *,
+    rows: int = 10_000,
+    columns: Sequence[str] | None = None,
+    text: Sequence[str] = (),
+    raw: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """Read a table written by :func:`write_table` ``rows`` rows at a time (only ``columns``, if
-    given; the ``text`` columns as strings)."""
+    given; the ``text`` columns as strings; with ``raw``, every CSV value as the text written, a
+    blank one as ``""``)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -179,5 +198,8 @@ def iter_table(
         with pd.read_json(path, orient="records", lines=True, chunksize=rows, dtype=dict.fromkeys(text, str)) as chunks:
             for chunk in chunks:
                 yield chunk if columns is None else chunk[list(columns)]
+        return
+    if raw:
+        yield from pd.read_csv(path, chunksize=rows, usecols=columns, dtype=str, keep_default_na=False)
         return
     yield from pd.read_csv(path, chunksize=rows, usecols=columns, dtype=dict.fromkeys(text, str))

@@ -35,7 +35,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from .audio import DECODE_ERRORS, plausible_rate
-from .manifest import SCALE_COLUMNS, TABLE_SUFFIXES, scan_manifest
+from .io import TABLE_SUFFIXES
+from .manifest import SCALE_COLUMNS, scan_manifest
 from .problems import (
     LabelError,
     empty_problems,

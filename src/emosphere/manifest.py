@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import TableFormatError, write_table
+from .io import TABLE_SUFFIXES, TableFormatError, read_table, write_table
 from .problems import (
     LabelError,
     empty_problems,
@@ -59,7 +59,6 @@ TO_CONSENSUS = {
     "split": "Split_Set",
 }
 """Manifest column -> the MSP-Podcast column it becomes (in MSP-Podcast's column order)."""
-TABLE_SUFFIXES = (".csv", ".parquet")
 TEXT_COLUMNS = ("path", "name", "split", "emotion", "gender")
 
 
@@ -73,10 +72,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise LabelError(f"{path}: manifest not found")
     try:
-        if path.suffix.lower() == ".parquet":
-            table = pd.read_parquet(path)
-        else:
-            table = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+        table = read_table(path, text=TEXT_COLUMNS)
     except (OSError, ValueError, UnicodeDecodeError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise LabelError(f"{path}: not a readable manifest ({message})") from None

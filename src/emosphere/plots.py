@@ -1,7 +1,7 @@
 """The figures of a run's report, drawn with matplotlib's object API (no pyplot, so the caller's
 backend is left alone). Each ``plot_*`` writes one PNG (atomically) from a prediction table with
-the labels (``predictions_full.csv``: the value columns and ``true_<label>``); every value is on
-the 1-7 scale, and CCC is computed over the whole split (or group). :mod:`emosphere.report` puts
+the labels (``predictions_full.csv``: the value columns and ``true_<label>``); every value is
+drawn on the model's 1-7 scale, and CCC is computed over the whole split (or group). :mod:`emosphere.report` puts
 them on a page.
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .config import ObjectiveConfig
+from .evaluate import prediction_arrays
 from .io import atomic_path
-from .labels import LABEL_COLUMNS
 from .losses import aux_weight
 from .metrics import ccc, confusion_matrix
 from .sphere import DIMENSIONS, SCALE_MAX, SCALE_MIN, RegionSet, centre, to_spherical
@@ -36,13 +36,6 @@ def _figure(rows: int, cols: int, width: float = 4.2, height: float = 3.6):
 def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-
-
-def _arrays(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted, true) (n, 3) on the 1-7 scale in A, V, D order."""
-    predicted = predictions[list(DIMENSIONS)].to_numpy(np.float64)
-    true = predictions[[f"true_{c}" for c in LABEL_COLUMNS]].to_numpy(np.float64)
-    return predicted, true
 
 
 # --- the plots ---------------------------------------------------------------------------------
@@ -102,7 +95,7 @@ def plot_curves(log: pd.DataFrame, epochs: pd.DataFrame, weights: pd.Series, pat
 
 
 def plot_scatter(predictions: pd.DataFrame, metrics: dict[str, Any], path: Path) -> None:
-    predicted, true = _arrays(predictions)
+    predicted, true = prediction_arrays(predictions)
     fig, axes = _figure(1, 3)
     for i, name in enumerate(DIMENSIONS):
         ax = axes[0, i]
@@ -142,7 +135,7 @@ def error_by_bin(predicted: np.ndarray, true: np.ndarray, width: float = 0.5) ->
 
 
 def plot_bias(predictions: pd.DataFrame, path: Path) -> None:
-    table = error_by_bin(*_arrays(predictions))
+    table = error_by_bin(*prediction_arrays(predictions))
     fig, axes = _figure(1, 1, width=6.5, height=3.8)
     ax = axes[0, 0]
     for offset, name in zip((-0.08, 0.0, 0.08), DIMENSIONS):
@@ -175,7 +168,7 @@ def region_predictions(predictions: pd.DataFrame, regions: RegionSet) -> tuple[n
     the class names: the classifier's regions when the table has them, else the regions of the
     predicted values."""
     names = regions.class_names
-    predicted, true = _arrays(predictions)
+    predicted, true = prediction_arrays(predictions)
     truth = regions.assign(true)
     if "region" in predictions:
         guess = pd.Categorical(predictions["region"].astype(str), categories=names).codes.astype(np.int64)
@@ -232,7 +225,7 @@ def _octant_cells() -> list[tuple[float, float, str]]:
 
 
 def plot_sphere(predictions: pd.DataFrame, region_set: str, path: Path) -> None:
-    predicted, true = _arrays(predictions)
+    predicted, true = prediction_arrays(predictions)
     fig, axes = _figure(1, 2, width=5.4, height=3.9)
     delta = RegionSet(region_set).delta
     for ax, values, title in ((axes[0, 0], true, "labels"), (axes[0, 1], predicted, "predictions")):
@@ -273,7 +266,7 @@ def plot_sphere(predictions: pd.DataFrame, region_set: str, path: Path) -> None:
 
 
 def plot_projections(predictions: pd.DataFrame, path: Path) -> None:
-    predicted, true = _arrays(predictions)
+    predicted, true = prediction_arrays(predictions)
     fig, axes = _figure(1, 3, height=4.0)
     pairs = [(0, 1), (0, 2), (1, 2)]
     for ax, (x, y) in zip(axes[0], pairs):
@@ -299,7 +292,7 @@ def group_ccc(table: pd.DataFrame, column: str, min_n: int = 2) -> pd.DataFrame:
     for value, group in table.groupby(column):
         if len(group) < min_n:
             continue
-        predicted, true = _arrays(group)
+        predicted, true = prediction_arrays(group)
         values = ccc(predicted, true)
         rows.append({column: value, "n": len(group), **dict(zip(DIMENSIONS, values)), "mean": values.mean()})
     return pd.DataFrame(rows)

@@ -66,6 +66,13 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.{digits}f}", border=0, classes="numbers")
 
 
+REGION_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "uar": "UAR"}
+
+
+def _interval(bounds: list[float]) -> str:
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
 def _page(
     title: str,
     facts: dict[str, Any],
@@ -74,27 +81,23 @@ def _page(
     output: Path,
     extra_tables: list[tuple[str, str]],
 ) -> str:
-    ccc_row = pd.DataFrame([{**{k: metrics["ccc"][k] for k in (*DIMENSIONS, "mean")}}])
-    region = metrics["region"]
-    region_row = pd.DataFrame(
-        [
-            {
-                "region set": region["region_set"],
-                "source": region["source"],
-                "accuracy": region["accuracy"],
-                "macro-F1": region["macro_f1"],
-                "UAR": region["uar"],
-            }
-        ]
-    )
+    region, bounds = metrics["region"], metrics.get("intervals", {})
+    ccc_rows = [{k: metrics["ccc"][k] for k in (*DIMENSIONS, "mean")}]
+    region_rows = [{"region set": region["region_set"], "source": region["source"],
+                    **{label: region[key] for key, label in REGION_LABELS.items()}}]  # fmt: skip
+    if bounds:  # the 95 % intervals under the values
+        ccc_rows.append({k: _interval(v) for k, v in bounds["ccc"].items()})
+        intervals = {label: _interval(bounds["region"][key]) for key, label in REGION_LABELS.items()}
+        region_rows.append({"region set": "95 % interval", "source": "", **intervals})
     parts = [f"<h1>{html.escape(title)}</h1>", "<table class='facts'>"]
     parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()]
+    resampled = f" (second row: 95 % bootstrap interval over {bounds['units']} {bounds['by']}s)" if bounds else ""
     parts += [
         "</table>",
         f"<h2>{html.escape(metrics['split'])} (n={metrics['n']})</h2>",
-        "<p>CCC on the 1-7 scale over the whole split:</p>",
-        _table(ccc_row),
-        _table(region_row),
+        f"<p>CCC over the whole split{resampled}:</p>",
+        _table(pd.DataFrame(ccc_rows)),
+        _table(pd.DataFrame(region_rows)),
     ]
     if metrics.get("skipped"):
         parts.append(
@@ -193,7 +196,8 @@ def _groups(predictions: pd.DataFrame, labels: pd.DataFrame | None, path: Path) 
     path.unlink(missing_ok=True)
     if not groups:
         return []
-    joined = predictions.merge(labels[["FileName", *groups]], on="FileName", how="left")
+    own = predictions.drop(columns=[c for c in groups if c in predictions])  # evaluate keeps SpkrID
+    joined = own.merge(labels[["FileName", *groups]], on="FileName", how="left")
     genders = group_ccc(joined, "Gender") if "Gender" in groups else None
     known = joined[joined["SpkrID"].astype(str) != "Unknown"] if "SpkrID" in groups else joined
     speakers = group_ccc(known, "SpkrID", MIN_SPEAKER_UTTERANCES) if "SpkrID" in groups else None

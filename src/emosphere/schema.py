@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .audio import SAMPLE_RATE
-from .sphere import DIMENSIONS, centre, from_unit, to_spherical, to_unit
+from .sphere import DIMENSIONS, MODEL_SCALE, Scale, centre, from_unit, to_spherical, to_unit
 
 if TYPE_CHECKING:
     from .engine import Prediction
@@ -59,11 +59,14 @@ def columns(region_names: Sequence[str]) -> list[str]:
     return [*KEY_COLUMNS, *VALUE_FIELDS, *regions]
 
 
-def describe(avd_unit: np.ndarray, region_probs: np.ndarray | None, region_names: Sequence[str]) -> pd.DataFrame:
+def describe(
+    avd_unit: np.ndarray, region_probs: np.ndarray | None, region_names: Sequence[str], scale: Scale = MODEL_SCALE
+) -> pd.DataFrame:
     """The value columns (see the module docstring) for (n, 3) predictions on [0, 1] and (n, K)
-    region probabilities (or None)."""
+    region probabilities (or None); ``arousal``, ``valence`` and ``dominance`` on ``scale`` (an
+    evaluation reports them on its corpus's scale), everything else as stated."""
     scaled = from_unit(avd_unit)
-    table = pd.DataFrame(scaled, columns=list(DIMENSIONS))
+    table = pd.DataFrame(scale.from_model(scaled), columns=list(DIMENSIONS))
     table[[f"{d}_unit" for d in DIMENSIONS]] = to_unit(scaled)
     table[["r", "theta", "phi"]] = to_spherical(centre(scaled))
     if region_probs is not None:
