@@ -92,12 +92,19 @@ def assert_loads_or_names_the_file(path):
     assert np.isfinite(samples).all()
 
 
+NOT_AN_MPEG_FRAME = st.binary(max_size=4096).filter(lambda b: not b.startswith((b"\xff", b"ID3")))
+"""Random bytes; those that start like an MPEG frame (sync bits, or an ID3 tag) are left out: MP3
+decoders resynchronise on any frame header and may decode noise from them."""
+
+
 @FUZZ
-@given(st.binary(max_size=4096), EXTENSIONS)
+@given(NOT_AN_MPEG_FRAME, EXTENSIONS)
 def test_random_bytes_raise_audio_error_naming_the_file(tmp_path, content, extension):
     path = tmp_path / f"random{extension}"
     path.write_bytes(content)
-    assert_loads_or_names_the_file(path)
+    with pytest.raises(audio.AudioError) as error:
+        audio.load(path, max_seconds=1.0)
+    assert path.name in str(error.value)
 
 
 @FUZZ

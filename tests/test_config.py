@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from emosphere.check import check_strategy, encoder_min_samples
-from emosphere.config import ConfigError, RunConfig, load_config
+from emosphere.config import ConfigError, load_config
 
 RECIPES = sorted(
     p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml") if p.parent.name != "ablations"
@@ -12,11 +12,12 @@ RECIPES = sorted(
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
-def test_recipes_pass_the_checks_a_run_makes_before_any_work(recipe):
+def test_recipes_pass_the_checks_a_run_makes_before_any_work(recipe, tmp_path):
     """Every value of every recipe: types, choices, ranges, rules between keys, the Lightning
     strategy and (for encoders built from a config; pretrained ones need the hub) the encoder."""
     config = load_config(recipe)
-    assert isinstance(config, RunConfig)
+    config.save(tmp_path / "config.yaml")  # as a run records it: read back, the same run
+    assert load_config(tmp_path / "config.yaml").to_dict() == config.to_dict()
     check_strategy(config.trainer.strategy)
     if not config.model.encoder.pretrained:
         assert encoder_min_samples(config.model.encoder) > 0
