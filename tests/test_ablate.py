@@ -26,7 +26,7 @@ def write_set(folder, corpus, variants, **extra):
         node[leaf] = yaml.safe_load(value)
     (folder / "base.yaml").write_text(yaml.safe_dump(base))
     values = {"base": "base.yaml", "output_dir": str(folder / "runs"), "split": "Test1", "variants": variants, **extra}
-    (folder / "set.yaml").write_text(yaml.safe_dump(values))
+    (folder / "set.yaml").write_text(yaml.safe_dump(values, sort_keys=False))  # the variants in the order given
     return folder / "set.yaml"
 
 

@@ -375,7 +375,7 @@ def markdown(table: pd.DataFrame, split: str) -> str:
 def tabulate(aset: AblationSet, overrides: list[str] | None = None) -> tuple[Path, Path]:
     """Write ``ablation.csv`` (one row per variant and seed, :func:`collect`), ``ablation.md`` (per
     variant, :func:`markdown`, then each variant's paired bootstrap comparison with the set's first
-    variant over all their seeds, :func:`emosphere.compare.compare_systems`) and ``comparison.csv``
+    variant that has run, over all their seeds, :func:`emosphere.compare.compare_systems`) and ``comparison.csv``
     in the set's output folder; returns the first two."""
     from .compare import compare_systems
 
@@ -386,9 +386,9 @@ def tabulate(aset: AblationSet, overrides: list[str] | None = None) -> tuple[Pat
     for variant in variants:
         if is_done(variant, aset.split):
             runs.setdefault(variant.name, []).append(evaluate_run(variant.run, aset.split)[1])
-    reference = next(iter(aset.variants))
-    if reference in runs and len(runs) > 1:
-        comparison, compared = compare_systems({reference: runs.pop(reference), **runs})
+    if len(runs) > 1:  # the reference: the set's first variant that has run
+        comparison, compared = compare_systems(runs)
+        reference = next(iter(runs))
         write_table(comparison, aset.output_dir / "comparison.csv")
         text += f"\n## Each variant against {reference}\n\n{compared}"
     csv_path, md_path = aset.output_dir / "ablation.csv", aset.output_dir / "ablation.md"
