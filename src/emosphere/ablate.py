@@ -287,81 +287,44 @@ def _cell(values: pd.Series, digits: int = 3) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _variant_cells(name: str, group: pd.DataFrame, reference: float) -> list[str]:
+    """A variant's cells of :func:`markdown` (mean ± sd over its finished seeds)."""
+    first, finished = group.iloc[0], group[group["status"] == "done"]
+    what = [name, first["overrides"], first["regions"], first["aux_schedule"], first["pooling"]]
+    if finished.empty:
+        return [*what, "0", first["status"], *["-"] * 8]
+    epochs = ", ".join(str(int(e)) for e in finished["best_epoch"])
+    region = (
+        f"{_cell(finished['region_accuracy'])} / {_cell(finished['region_macro_f1'])} "
+        f"({first['region_set']}, {finished['region_source'].iloc[0]})"
+    )
+    minutes = _cell(finished["train_minutes"], 1) + ("*" if finished["resumed"].any() else "")
+    return [
+        *what, str(len(finished)), *(_cell(finished[f"ccc_{name}"]) for name in (*DIMENSIONS, "mean")),
+        f"{finished['ccc_mean'].mean() - reference:+.3f}", f"{_cell(finished['dev_ccc_mean_best'])} ({epochs})",
+        region, _cell(finished["octant_accuracy_from_values"]), minutes,
+    ]  # fmt: skip
+
+
 def markdown(table: pd.DataFrame, split: str) -> str:
     """Per variant (mean ± sd over seeds when there are several): what it changes, CCC on ``split``,
     the change of mean CCC from the first variant, region metrics and time."""
     head = [
-        "variant",
-        "changes",
-        "regions",
-        "aux weight",
-        "pooling",
-        "seeds",
-        *(f"CCC {name}" + (f" ({split})" if name == DIMENSIONS[0] else "") for name in DIMENSIONS),
-        "CCC mean",
-        "Δ mean",
-        "dev CCC mean (best epoch)",
-        "region acc / macro-F1 (source)",
-        "octant acc from values",
-        "train min",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        "variant", "changes", "regions", "aux weight", "pooling", "seeds",
+        *(f"CCC {name}" + (f" ({split})" if name == DIMENSIONS[0] else "") for name in DIMENSIONS), "CCC mean",
+        "Δ mean", "dev CCC mean (best epoch)", "region acc / macro-F1 (source)", "octant acc from values", "train min",
+    ]  # fmt: skip
     done = table[table["status"] == "done"] if "status" in table else table.iloc[0:0]
     reference = done[done["variant"] == table["variant"].iloc[0]]["ccc_mean"].mean() if len(done) else np.nan
-    for name, group in table.groupby("variant", sort=False):
-        first = group.iloc[0]
-        finished = group[group["status"] == "done"]
-        if finished.empty:
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        name,
-                        first["overrides"],
-                        first["regions"],
-                        first["aux_schedule"],
-                        first["pooling"],
-                        "0",
-                        first["status"],
-                    ]
-                    + ["-"] * 8
-                )
-                + " |"
-            )
-            continue
-        delta = finished["ccc_mean"].mean() - reference
-        epochs = ", ".join(str(int(e)) for e in finished["best_epoch"])
-        region = (
-            f"{_cell(finished['region_accuracy'])} / {_cell(finished['region_macro_f1'])} "
-            f"({first['region_set']}, {finished['region_source'].iloc[0]})"
-        )
-        minutes = _cell(finished["train_minutes"], 1) + ("*" if finished["resumed"].any() else "")
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    name,
-                    first["overrides"],
-                    first["regions"],
-                    first["aux_schedule"],
-                    first["pooling"],
-                    str(len(finished)),
-                    _cell(finished["ccc_arousal"]),
-                    _cell(finished["ccc_valence"]),
-                    _cell(finished["ccc_dominance"]),
-                    _cell(finished["ccc_mean"]),
-                    f"{delta:+.3f}",
-                    f"{_cell(finished['dev_ccc_mean_best'])} ({epochs})",
-                    region,
-                    _cell(finished["octant_accuracy_from_values"]),
-                    minutes,
-                ]
-            )
-            + " |"
-        )
+    lines = [_markdown_row(head), "|" + "---|" * len(head)]
+    lines += [_markdown_row(_variant_cells(n, g, reference)) for n, g in table.groupby("variant", sort=False)]
     notes = [
         "",
-        f"CCC on the 1-7 scale over the whole {split} split; Δ mean: change of the mean CCC from the "
+        f"CCC over the whole {split} split; Δ mean: change of the mean CCC from the "
         "first row. Region metrics use each variant's own region set (sphereN grids have more classes, so "
         "their accuracy is not comparable with octants); without a region head they come from the "
         "predicted values. Octant accuracy from values: the octant of the predicted A/V/D point against "

@@ -24,6 +24,12 @@ so that ``emosphere --help`` stays fast)."""
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    _add_prepare(commands)
+    _add_check(commands)
+    _add_demo_corpus(commands)
+
+
+def _add_prepare(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "prepare",
         help="prepare a label table with sphere regions, or convert a corpus's labels to a manifest",
@@ -57,6 +63,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(func=prepare)
 
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "check",
         help="check a corpus (or a training run's config and corpus) before training",
@@ -99,6 +107,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(func=check)
 
+
+def _add_demo_corpus(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "demo-corpus",
         help="synthesise the built-in demo corpus with espeak-ng",

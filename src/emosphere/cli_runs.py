@@ -1,4 +1,5 @@
-"""The training-run commands: ``train``, ``evaluate``, ``report`` and ``ablate``; each owns its arguments."""
+"""The training-run commands: ``train``, ``evaluate``, ``compare``, ``report`` and ``ablate``; each owns its
+arguments."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ from .cli_options import (
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_compare(commands)
+    _add_report(commands)
+    _add_ablate(commands)
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train",
         help="train a model from a YAML recipe",
@@ -34,6 +43,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation on the development split")
     p.set_defaults(func=train)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "evaluate",
         help="evaluate a model on a labelled split",
@@ -55,6 +66,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(func=evaluate)
 
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "compare",
         help="compare systems on the same files: paired bootstrap of their CCC differences",
@@ -76,6 +89,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", type=DEVICE, default="cpu", help="torch device if evaluating (default cpu)")
     p.set_defaults(func=compare)
 
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "report",
         help="write an HTML report with plots of a training run",
@@ -91,6 +106,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--device", type=DEVICE, default="cpu", help="torch device if evaluating (default cpu)")
     p.set_defaults(func=report)
 
+
+def _add_ablate(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "ablate",
         help="train the variants of an ablation set and compare them in a table",

@@ -291,14 +291,7 @@ def import_original(
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise OriginalCheckpointError(f"{output}: already exists; give a new folder for the model")
-    sources = {"ssl": Path(ssl), "ser": Path(ser), "stats": Path(stats)}
-    if str(pool) != "mean":
-        sources["pool"] = Path(pool)
-    if aux is not None:
-        sources["aux"] = Path(aux)
-    for name, path in sources.items():
-        if not path.is_file():
-            raise OriginalCheckpointError(f"--{name} {path}: file not found")
+    sources = _sources(ssl=ssl, pool=pool, ser=ser, stats=stats, aux=aux)
     wav_mean, wav_std = read_norm_stats(sources["stats"])
     pool_state = read_state_dict(sources["pool"], "pooling") if "pool" in sources else {}
     kind = pooling_kind(pool_state, sources.get("pool", "mean"))
@@ -322,25 +315,42 @@ def import_original(
         state.update({f"region_head.{k}": v for k, v in map_head(aux_state, sources["aux"], octant_order()).items()})
     _load(model, state, sources, hidden)
 
-    provenance = {
+    provenance = _provenance(encoder, kind, aux_state is not None, (wav_mean, wav_std, stats_.std), sources)
+    with atomic_directory(output) as staging:  # replaces the empty folder checked above, if any
+        model.save_pretrained(staging)
+        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    return output
+
+
+def _sources(**given: str | os.PathLike | None) -> dict[str, Path]:
+    """The files of a checkpoint set by option name (``pool`` "mean" and a missing ``aux`` have none);
+    a missing file is an :class:`OriginalCheckpointError` naming the option."""
+    mean_pooling = str(given["pool"]) == "mean"
+    sources = {k: Path(v) for k, v in given.items() if v is not None and not (k == "pool" and mean_pooling)}
+    for name, path in sources.items():
+        if not path.is_file():
+            raise OriginalCheckpointError(f"--{name} {path}: file not found")
+    return sources
+
+
+def _provenance(
+    encoder: str, kind: str, region_head: bool, normalisation: tuple[float, float, float], sources: dict[str, Path]
+) -> dict:
+    """What ``imported_from.json`` records: the mappings applied and each source file's hash."""
+    wav_mean, wav_std, stored_std = normalisation
+    return {
         "format": "original EmoSphere-SER / MSP-Podcast challenge checkpoints",
         "encoder": encoder,
         "pooling": kind,
-        "region_head": aux_state is not None,
+        "region_head": region_head,
         "audio_normalisation": {
-            "wav_mean": wav_mean,
-            "wav_std": wav_std,
-            "stored_std": stats_.std,
+            "wav_mean": wav_mean, "wav_std": wav_std, "stored_std": stored_std,
             "rule": "(wav - wav_mean) / (wav_std + 1e-6)",
         },
         "regression_outputs": f"original {list(ORIGINAL_DIMENSIONS)} -> emosphere {list(DIMENSIONS)}",
         "octants": f"original {[n for n, _ in ORIGINAL_OCTANTS]} -> emosphere {list(OCTANT_NAMES)}, by signs",
         "files": {name: {"path": str(path.resolve()), "sha256": _sha256(path)} for name, path in sources.items()},
-    }
-    with atomic_directory(output) as staging:  # replaces the empty folder checked above, if any
-        model.save_pretrained(staging)
-        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
-    return output
+    }  # fmt: skip
 
 
 def _load(model: torch.nn.Module, state: dict[str, torch.Tensor], sources: dict[str, Path], hidden: int) -> None:
