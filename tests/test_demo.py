@@ -1,4 +1,4 @@
-"""Tests for the synthetic espeak-ng demo corpus (emosphere.demo)."""
+"""Tests for the synthetic espeak-ng demo corpus (emosphere.demo); the speech itself: test_speech.py."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from emosphere import demo
-from emosphere.demo import (
-    CSV_COLUMNS,
-    demo_labels,
-    label_to_prosody,
-    make_demo_corpus,
-)
+from emosphere import speech
+from emosphere.demo import DemoCorpusError, demo_labels, make_demo_corpus
+from emosphere.errors import UserError
+from emosphere.labels import CONSENSUS_COLUMNS
+from emosphere.speech import EspeakError
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -124,7 +122,7 @@ def feats(corpus: Path, labels: pd.DataFrame) -> pd.DataFrame:
 def test_layout_and_columns(corpus: Path, labels: pd.DataFrame) -> None:
     assert (corpus / "Audios").is_dir()
     assert (corpus / "Labels" / "labels_consensus.csv").is_file()
-    assert tuple(labels.columns) == CSV_COLUMNS
+    assert tuple(labels.columns) == CONSENSUS_COLUMNS
     assert list(labels.columns) == [
         "FileName",
         "EmoClass",
@@ -278,8 +276,8 @@ def test_interrupted_run_leaves_no_csv(tmp_path: Path, monkeypatch: pytest.Monke
             raise subprocess.CalledProcessError(1, args[0], b"", b"simulated crash")
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(demo.subprocess, "run", flaky_run)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    monkeypatch.setattr(speech.subprocess, "run", flaky_run)
+    with pytest.raises(EspeakError, match="simulated crash"):
         make_demo_corpus(root, n_train=8, n_dev=2, n_test=2, workers=2, progress=False)
     assert not stale.exists(), "an interrupted run must not leave a complete-looking corpus"
     assert not list((root / "Labels").iterdir())
@@ -287,45 +285,21 @@ def test_interrupted_run_leaves_no_csv(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_missing_espeak_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo, "_ESPEAK", "espeak-ng-not-installed-xyz")
-    with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
+    monkeypatch.setattr(speech, "ESPEAK", "espeak-ng-not-installed-xyz")
+    with pytest.raises(EspeakError, match="apt-get install espeak-ng"):
         make_demo_corpus(tmp_path / "c", n_train=2, n_dev=1, n_test=1, progress=False)
     assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"n_train": -1}, {"n_train": 0, "n_dev": 0, "n_test": 0}, {"workers": 0}],
+    [{"n_train": -1}, {"n_train": 0, "n_dev": 0, "n_test": 0}, {"workers": 0}, {"n_dev": 1.5}, {"n_test": True}],
 )
 def test_invalid_arguments(tmp_path: Path, kwargs: dict[str, int]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(DemoCorpusError) as caught:
         make_demo_corpus(tmp_path / "c", progress=False, **kwargs)
-
-
-# --------------------------------------------------------------------------
-# label -> prosody mapping
-# --------------------------------------------------------------------------
-def test_prosody_mapping_is_monotonic_and_separable() -> None:
-    grid = np.linspace(1.0, 7.0, 13)
-    for gender in ("Male", "Female"):
-        by_a = [label_to_prosody(x, 4.0, 4.0, gender) for x in grid]
-        by_v = [label_to_prosody(4.0, x, 4.0, gender) for x in grid]
-        by_d = [label_to_prosody(4.0, 4.0, x, gender) for x in grid]
-        assert np.all(np.diff([p.rate_wpm for p in by_a]) > 0)
-        assert np.all(np.diff([p.amplitude for p in by_a]) > 0)
-        assert np.all(np.diff([p.pitch for p in by_v]) > 0)
-        assert np.all(np.diff([p.range_pct for p in by_v]) > 0)
-        assert np.all(np.diff([p.pause_ms for p in by_d]) < 0)
-        assert np.all(np.diff([p.amplitude for p in by_d]) > 0)
-        # each cue belongs to its dimension only
-        assert len({p.rate_wpm for p in by_v + by_d}) == 1
-        assert len({(p.pitch, p.range_pct) for p in by_a + by_d}) == 1
-        assert len({p.pause_ms for p in by_a + by_v}) == 1
-        assert len({p.amplitude for p in by_v}) == 1
-        assert max(p.amplitude for p in by_a + by_d) <= 150
-        assert min(p.pitch for p in by_v) >= 0 and max(p.pitch for p in by_v) <= 99
-    with pytest.raises(ValueError):
-        label_to_prosody(4.0, 4.0, 4.0, "Other")
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
+    assert not (tmp_path / "c").exists()
 
 
 # --------------------------------------------------------------------------
