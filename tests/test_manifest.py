@@ -81,7 +81,7 @@ def test_a_manifest_without_a_column_or_a_scale_is_refused_naming_the_file(tmp_p
     manifest().to_csv(path, index=False)
     with pytest.raises(LabelError, match=r"m.csv: no rating scale.*data.scale: \[1, 5\]"):
         scan_manifest(path)
-    with pytest.raises(LabelError, match="csv or .parquet"):
+    with pytest.raises(LabelError, match=r"a manifest is a table: .csv, .jsonl, .ndjson, .parquet"):
         scan_manifest(tmp_path / "m.txt", scale=Scale(1, 5))
 
 
@@ -105,5 +105,7 @@ def test_a_written_manifest_reads_back_exactly(tmp_path):
     pd.testing.assert_frame_equal(
         read_manifest(tmp_path / "m.csv"), table, check_dtype=False, check_exact=True
     )  # 3.0 reads as 3
-    with pytest.raises(TableFormatError, match="csv or .parquet"):
-        write_manifest(table, tmp_path / "m.jsonl")
+    write_manifest(table, tmp_path / "m.jsonl")  # JSON lines keep 15 significant digits
+    pd.testing.assert_frame_equal(read_manifest(tmp_path / "m.jsonl"), table, check_dtype=False, rtol=1e-14)
+    with pytest.raises(TableFormatError, match=r"a manifest is a table: .csv, .jsonl"):
+        write_manifest(table, tmp_path / "m.txt")

@@ -133,7 +133,9 @@ def table_writer(path: str | os.PathLike, *, exact: Sequence[str] = ()) -> Itera
             def write(piece: pd.DataFrame) -> None:
                 if suffix in (".jsonl", ".ndjson"):
                     if not piece.empty:
-                        handle.write(piece.to_json(orient="records", lines=True).rstrip("\n") + "\n")
+                        handle.write(
+                            piece.to_json(orient="records", lines=True, double_precision=15).rstrip("\n") + "\n"
+                        )
                     return
                 columns = {
                     c: [np.format_float_positional(v, trim="-") for v in piece[c].to_numpy(np.float64)]

@@ -68,7 +68,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     read or lacks a column of :data:`MANIFEST_COLUMNS`."""
     path = Path(path)
     if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise LabelError(f"{path}: a manifest is a {' or '.join(TABLE_SUFFIXES)} table")
+        raise LabelError(f"{path}: a manifest is a table: {', '.join(TABLE_SUFFIXES)}")
     if not path.is_file():
         raise LabelError(f"{path}: manifest not found")
     try:
@@ -151,7 +151,7 @@ def scan_manifest(
 def write_manifest(manifest: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a manifest atomically (CSV or parquet by extension); numbers in CSV keep every digit."""
     if Path(path).suffix.lower() not in TABLE_SUFFIXES:
-        raise TableFormatError(f"{path}: a manifest is a {' or '.join(TABLE_SUFFIXES)} table")
+        raise TableFormatError(f"{path}: a manifest is a table: {', '.join(TABLE_SUFFIXES)}")
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest]
     if missing:
         raise ValueError(f"not a manifest: no columns {missing}")
