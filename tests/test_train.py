@@ -349,8 +349,8 @@ def test_micro_batches_and_bf16_train_through_the_cli(corpus, tmp_path):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+@pytest.mark.parametrize("compiled", [pytest.param(False, id="plain"), pytest.param(True, id="compiled")])
 def test_three_cuda_steps_of_a_wavlm_large_shaped_model_train_and_resume(
     tmp_path, precision, compiled, record_property
 ):
