@@ -29,16 +29,8 @@ import numpy as np
 
 from emosphere.audio import SAMPLE_RATE
 
-TINY = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "conv_dim": [16] * 7,
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-}
-"""The encoder of ``--tiny`` (as the test suite's): seconds on a CPU, nothing to read in its speed."""
+TINY_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "tiny.yaml"
+"""Whose encoder ``--tiny`` takes: the demo's tiny random WavLM (seconds on a CPU; nothing to read in its speed)."""
 
 
 # --- options and reports ------------------------------------------------------------------------
@@ -139,20 +131,18 @@ def make_audio(count: int, min_seconds: float, max_seconds: float, seed: int) ->
 
 def encoder_config(hidden: int = 768, layers: int = 12, *, tiny: bool = False, **settings: Any) -> dict[str, Any]:
     """A WavLM config: ``hidden`` wide (heads of 64, feed-forward 4x), ``layers`` deep, no layer drop,
-    or :data:`TINY` (``tiny``); ``settings`` (transformers config values) go on top."""
+    or the demo's tiny one (``tiny``: :data:`TINY_RECIPE`); ``settings`` (transformers config values) go on top."""
+    if tiny:
+        import yaml
+
+        return {**yaml.safe_load(TINY_RECIPE.read_text())["model"]["encoder"]["config"], **settings}
     size = {
         "hidden_size": hidden,
         "num_hidden_layers": layers,
         "num_attention_heads": max(1, hidden // 64),
         "intermediate_size": 4 * hidden,
     }
-    return {
-        "model_type": "wavlm",
-        **(TINY if tiny else size),
-        "feat_extract_norm": "layer",
-        "layerdrop": 0.0,
-        **settings,
-    }
+    return {"model_type": "wavlm", **size, "feat_extract_norm": "layer", "layerdrop": 0.0, **settings}
 
 
 def model_encoder(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,10 +172,7 @@ def build_model(encoder: dict[str, Any], audio: list[np.ndarray], attention: str
 
 
 def describe_model(encoder: dict[str, Any], what: str = "style pooling; octant head") -> str:
-    return (
-        f"random WavLM, hidden {encoder['hidden_size']}, {encoder['num_hidden_layers']} layers"
-        f"{' (tiny)' if encoder['hidden_size'] == TINY['hidden_size'] else ''}; {what}"
-    )
+    return f"random WavLM, hidden {encoder['hidden_size']}, {encoder['num_hidden_layers']} layers; {what}"
 
 
 # --- emosphere's inference path -------------------------------------------------------------------

@@ -313,13 +313,16 @@ def report(figures: dict[str, Any]) -> None:
 def options() -> argparse.ArgumentParser:
     result = parser(__doc__)
     result.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
-    result.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None)
+    result.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=None,
+        help="the variants to run, in this order (default: all; on the CPU, the compiled ones only with --compile)",
+    )
     result.add_argument("--compile", action="store_true", help="CPU: include the compiled variants")
     result.add_argument(
-        "--compile-backend",
-        default="inductor",
-        help="torch.compile backend of the compiled variants (default inductor; eager: capture only, no code "
-        "generation, for a quick check)",
+        "--compile-backend", default="inductor", help="torch.compile's backend (default inductor; eager: quick)"
     )
     result.add_argument(
         "--precision",
