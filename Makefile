@@ -15,7 +15,7 @@ CORPUS_ARGS ?=
 BIN = $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint format setup espeak chromium clean
+.PHONY: demo test lint format setup espeak chromium clean gpu-wheels gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,15 @@ format: setup
 
 clean:
 	rm -rf $(DEMO_DIR) $(DEMO_CORPUS)
+
+# The GPU check (docs/benchmarks.md, "GPU check"). Here: make gpu-wheels (the wheels the GPU machine lacks,
+# into .whl/). There: make gpu-check OUT=<folder>, with its python3; on a CPU, a dry run with tiny models:
+#   make gpu-check PYTHON=.venv/bin/python OUT=/tmp/gpu-check GPU_CHECK_ARGS=--dry-run
+OUT ?= gpu-check
+GPU_CHECK_ARGS ?=
+
+gpu-wheels:
+	sh bench/fetch_wheels.sh
+
+gpu-check:
+	$(PYTHON) bench/gpu_check.py --output $(OUT) $(GPU_CHECK_ARGS)

@@ -17,24 +17,23 @@ process (``num_workers=0``) so that all its memory is counted. Target: (a)'s pea
 corpus, (b)'s grows with it. See docs/benchmarks.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/data_scale.py [--minutes 10 100 300] [--json figures.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/data_scale.py --tiny       # does it run? (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import SAMPLE_RATE, answer, child_json, defaults, finish, parser
 
-SAMPLE_RATE = 16000
 BATCH_SIZE = 16
 WAYS = ("streaming", "decode-first")
 
@@ -132,32 +131,22 @@ def child(way: str, corpus: Path) -> dict:
     }
 
 
-def run_child(way: str, corpus: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", way, str(corpus)], check=True, capture_output=True, text=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--minutes", type=float, nargs="+", default=[10, 100, 300], help="corpus sizes (default 10 100 300)"
-    )
-    parser.add_argument("--work-dir", type=Path, help="where to write the corpora (default: a temporary folder)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--child", nargs=2, metavar=("WAY", "CORPUS"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> dict:
+    options = parser(__doc__)
+    options.add_argument("--minutes", type=float, nargs="+", help="corpus sizes (default 10 100 300; --tiny 0.2)")
+    options.add_argument("--work-dir", type=Path, help="where to write the corpora (default: a temporary folder)")
+    options.add_argument("--child", nargs=2, metavar=("WAY", "CORPUS"), help=argparse.SUPPRESS)
+    args = defaults(options.parse_args(argv), minutes=([10, 100, 300], [0.2]))
     if args.child:
-        print(json.dumps(child(args.child[0], Path(args.child[1]))))
-        return
+        answer(child(args.child[0], Path(args.child[1])))
+        return {}
     results = []
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
         for minutes in args.minutes:
             corpus = make_corpus(Path(work) / f"corpus_{minutes:g}min", minutes)
             files = len(list((corpus / "Audios").iterdir()))
             for way in WAYS:
-                figures = run_child(way, corpus)
+                figures = child_json([sys.executable, __file__, "--child", way, str(corpus)], what=way)
                 figures.update(corpus_minutes=minutes, files=files)
                 results.append(figures)
                 print(
@@ -181,8 +170,7 @@ def main() -> None:
         "python": platform.python_version(),
     }
     print(f"machine: {machine}")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    return finish({"machine": machine, "results": results}, args.json)
 
 
 if __name__ == "__main__":

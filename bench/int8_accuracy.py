@@ -15,49 +15,43 @@ model this small says little about it).
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import export, file_values, finish, onnx_backend, parser, quantize, torch_backend
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("runs/demo/model"), help="trained model directory")
-    parser.add_argument("--corpus", type=Path, default=Path("data/demo_corpus"), help="labelled corpus")
-    parser.add_argument("--split", default="Test1", help="split to score (default Test1, the demo's held-out set)")
-    parser.add_argument("--op-types", nargs="+", help="operators to quantise (default: emosphere's choice)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    options = parser(__doc__, tiny=False)
+    options.add_argument("--model", type=Path, default=Path("runs/demo/model"), help="trained model directory")
+    options.add_argument("--corpus", type=Path, default=Path("data/demo_corpus"), help="labelled corpus")
+    options.add_argument("--split", default="Test1", help="split to score (default Test1, the demo's held-out set)")
+    options.add_argument("--op-types", nargs="+", help="operators to quantise (default: emosphere's choice)")
+    options.add_argument("--batch-size", type=int, default=16)
+    args = options.parse_args(argv)
 
     from emosphere.evaluate import score
-    from emosphere.export import QUANTIZED_OPS, export_onnx, quantize_onnx
-    from emosphere.inference import Prediction, TorchBackend, file_values, predict_sources
+    from emosphere.export import QUANTIZED_OPS
     from emosphere.labels import Corpus, prepare_labels, split
     from emosphere.model import EmoSphereSER
-    from emosphere.runtime import OnnxModel
 
     model = EmoSphereSER.from_pretrained(args.model)
     rows = split(prepare_labels(Corpus.at(args.corpus), model.regions, progress=False), args.split)
     op_types = tuple(args.op_types or QUANTIZED_OPS)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
-        int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", op_types=op_types)
+        fp32 = export(model, Path(tmp) / "fp32.onnx")
+        int8 = quantize(fp32, Path(tmp) / "int8.onnx", op_types=op_types)
         backends = {
-            "pytorch fp32": TorchBackend(model),
-            "onnxruntime fp32": OnnxModel.load(fp32),
-            "onnxruntime int8": OnnxModel.load(int8),
+            "pytorch fp32": torch_backend(model),
+            "onnxruntime fp32": onnx_backend(fp32),
+            "onnxruntime int8": onnx_backend(int8),
         }
         sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
         values, metrics = {}, {}
         for name, backend in backends.items():
-            results = list(predict_sources(backend, rows["path"].tolist(), batch_size=args.batch_size))
-            assert all(isinstance(r, Prediction) for r in results), "every file of the split must be predicted"
-            avd, probs = file_values(results)
+            avd, probs = file_values(backend, rows["path"].tolist(), args.batch_size)
             values[name] = 1 + 6 * np.clip(avd, 0, 1)
             metrics[name] = score(rows, avd, probs, model.regions, split=args.split)
     figures = {
@@ -93,9 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + ", ".join(f"{k} {v:.4f}" for k, v in figures["max_abs_difference_1_7"].items())
         + f"; mean int8 vs fp32 {figures['mean_abs_difference_1_7_int8_vs_fp32']:.4f}"
     )
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
+    return finish(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,21 @@ line), a folder tree, or a segment table (``--input segments``: that many
 distinct segments of a one-hour recording).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_memory.py [--counts 1000 10000 100000] [--input list]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_memory.py --tiny          # does it run? (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import SAMPLE_RATE, answer, child_json, defaults, finish, parser, predict_to_file
 
 REGIONS = [f"R{i}" for i in range(8)]
 
@@ -36,6 +36,7 @@ class ConstantBackend:
 
     region_names = REGIONS
     min_samples = 400
+    window_seconds = 12.0
 
     def __call__(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.full((len(lengths), 3), 0.5, np.float32), np.zeros((len(lengths), len(REGIONS)), np.float32)
@@ -51,9 +52,9 @@ def make_inputs(root: Path, count: int, kind: str, seconds: float) -> Path:
 
         per_pass = 7000
         starts = (np.arange(count) % per_pass) * 0.5 + (np.arange(count) // per_pass) * 0.01
-        with sf.SoundFile(root / "long.wav", "w", 16000, 1, "PCM_16") as long:
+        with sf.SoundFile(root / "long.wav", "w", SAMPLE_RATE, 1, "PCM_16") as long:
             for _ in range(int(starts.max() + seconds) // 60 + 1):
-                long.write(0.1 * rng.standard_normal(60 * 16000))
+                long.write(0.1 * rng.standard_normal(60 * SAMPLE_RATE))
         pd.DataFrame({"file": "long.wav", "start": starts, "end": starts + seconds}).to_csv(
             root / "segments.csv", index=False
         )
@@ -61,7 +62,9 @@ def make_inputs(root: Path, count: int, kind: str, seconds: float) -> Path:
     originals = []
     for i in range(4):
         path = root / f"original{i}.wav"
-        sf.write(path, 0.1 * rng.standard_normal(int(seconds * 16000 * (1 + i / 4))).astype(np.float32), 16000)
+        sf.write(
+            path, 0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE * (1 + i / 4))).astype(np.float32), SAMPLE_RATE
+        )
         originals.append(path)
     with open(root / "list.txt", "w") as listing:
         for i in range(count):
@@ -85,39 +88,36 @@ def peak_rss_mib() -> float:
 
 def worker(args: argparse.Namespace) -> None:
     """In a fresh process: predict the inputs and print the figures as JSON."""
-    from emosphere.predict import predict_to_file
-
     start = time.perf_counter()
     summary = predict_to_file(
         ConstantBackend(), [args.worker], args.output, batch_size=args.batch_size, workers=args.workers
     )
     seconds = time.perf_counter() - start
-    print(
-        json.dumps(
-            {
-                "sources": summary.sources,
-                "failed": summary.failed,
-                "seconds": round(seconds, 2),
-                "peak_rss_mib": round(peak_rss_mib(), 1),
-                "output_mib": round(Path(args.output).stat().st_size / 2**20, 1),
-            }
-        )
+    answer(
+        {
+            "sources": summary.sources,
+            "failed": summary.failed,
+            "seconds": round(seconds, 2),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+            "output_mib": round(Path(args.output).stat().st_size / 2**20, 1),
+        }
     )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    parser.add_argument(
+    options = parser(__doc__)
+    options.add_argument(
+        "--counts", type=int, nargs="+", help="numbers of files (default 1000 10000 100000; --tiny 50)"
+    )
+    options.add_argument(
         "--input", choices=["list", "folder", "segments"], default="list", help="how the files are named (default list)"
     )
-    parser.add_argument("--seconds", type=float, default=0.5, help="length of each file or segment (default 0.5)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=0, help="decoding threads (default 0)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--output", help=argparse.SUPPRESS)
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    options.add_argument("--seconds", type=float, default=0.5, help="length of each file or segment (default 0.5)")
+    options.add_argument("--batch-size", type=int, default=8)
+    options.add_argument("--workers", type=int, default=0, help="decoding threads (default 0)")
+    options.add_argument("--worker", help=argparse.SUPPRESS)
+    options.add_argument("--output", help=argparse.SUPPRESS)
+    args = defaults(options.parse_args(argv), counts=([1000, 10_000, 100_000], [50]))
     if args.worker:
         worker(args)
         return []
@@ -125,20 +125,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for count in args.counts:
         with tempfile.TemporaryDirectory() as tmp:
             inputs = make_inputs(Path(tmp), count, args.input, args.seconds)
-            command = [
-                sys.executable,
-                __file__,
-                "--worker",
-                str(inputs),
-                "--output",
-                f"{tmp}/out.csv",
-                "--batch-size",
-                str(args.batch_size),
-                "--workers",
-                str(args.workers),
-            ]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            row = {"files": count, "input": args.input, **json.loads(done.stdout.splitlines()[-1])}
+            command = [sys.executable, __file__, "--worker", str(inputs), "--output", f"{tmp}/out.csv"]
+            command += ["--batch-size", str(args.batch_size), "--workers", str(args.workers)]
+            row = {"files": count, "input": args.input, **child_json(command, what=f"{count} files")}
         row["files_per_second"] = round(count / row["seconds"], 1)
         figures.append(row)
         print(
@@ -146,9 +135,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{row['files_per_second']:>7.1f} files/s (no model), output {row['output_mib']} MiB",
             flush=True,
         )
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
+    return finish(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ setting:
   one, the gain of using processes at all);
 * ``--device cuda``: one process on one GPU, at ``--precision``.
 
+(``--tiny``, which checks that the script runs, takes the first CPU setting alone.)
+
 For each it reports the seconds of prediction (from the command's summary
 line: from the first source to the merged table, without start-up and model
 loading) and of the whole command, utterances per second and audio hours per
@@ -21,14 +23,13 @@ for ``--repeats`` rounds; each one's fastest round counts.
     HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_scale.py [--utterances 64] [--json figures.json]
     python bench/predict_scale.py --device cuda --precision bf16 --hidden 1024 --layers 24 \\
         --utterances 4000 --batch-size 32 --workers 8 --rate 24000
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/predict_scale.py --tiny          # does it run? (seconds)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -37,25 +38,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).parent))
-from predict_speed import build_model, make_audio
 
 SUMMARY = re.compile(r": (\d+) source\(s\), ([\d.]+) h of audio, in ([\d.]+) s")
 
 
 def settings(args: argparse.Namespace) -> list[tuple[str, int, int | None]]:
-    """(name, processes, threads per process)."""
+    """(name, processes, threads per process); with --tiny, on the CPU, the first alone."""
     if args.device != "cpu":
         return [(f"1 GPU ({args.device}, {args.precision})", 1, None)]
     cores = args.cores
     half = max(1, cores // 2)
-    return [
+    chosen = [
         (f"1 process x {cores} threads", 1, cores),
         (f"1 process x {half} threads", 1, half),
         (f"2 processes x {half} threads", 2, half),
     ]
+    return chosen[:1] if args.tiny else chosen
 
 
 def run(
@@ -98,69 +98,38 @@ def run(
     return {"sources": int(match[1]), "predict_seconds": float(match[3]), "wall_seconds": wall}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--utterances", type=int, default=64, help="generated utterances (default 64)")
-    parser.add_argument("--min-seconds", type=float, default=2.0)
-    parser.add_argument("--max-seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--rate",
-        type=int,
-        default=16000,
-        help="sample rate of the files (default 16000; 24000 for LibriTTS: resampled when read)",
-    )
-    parser.add_argument("--hidden", type=int, default=768, help="encoder hidden size (default 768, base)")
-    parser.add_argument("--layers", type=int, default=12, help="encoder layers (default 12, base)")
-    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    parser.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model")
-    parser.add_argument("--device", default="cpu", help="cpu (1 and 2 processes) or cuda (1 GPU)")
-    parser.add_argument("--precision", default="bf16", help="on a GPU: fp32, bf16 or fp16 (default bf16)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=0, help="decoding threads per process (default 0)")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    parser.add_argument("--cores", type=int, default=cores, help=f"CPU cores to use (default: all, {cores})")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
-
+def write_inputs(args: argparse.Namespace, root: Path, audio: list[np.ndarray]) -> tuple[Path, Path]:
+    """The utterances as WAV files at ``--rate`` in ``root``/audio, and the model (directory or ONNX file)."""
     import soundfile as sf
     import soxr
 
+    (root / "audio").mkdir()
+    for i, wave in enumerate(audio):
+        if args.rate != benchlib.SAMPLE_RATE:
+            wave = soxr.resample(wave, benchlib.SAMPLE_RATE, args.rate).astype(np.float32)
+        sf.write(root / "audio" / f"{i:06d}.wav", wave, args.rate)
+    model = benchlib.build_model(benchlib.model_encoder(args), audio)
+    if args.backend == "onnx":
+        return root / "audio", benchlib.export(model, root / "model.onnx", quantize="int8" if args.int8 else None)
+    return root / "audio", model.save_pretrained(root / "model")
+
+
+def measure(args: argparse.Namespace, audio_hours: float, audio: list[np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Each setting's fastest round, and its largest difference from the first setting's table."""
     from emosphere.io import read_table
 
-    audio = make_audio(args.utterances, args.min_seconds, args.max_seconds, seed=0)
-    audio_hours = sum(len(wave) for wave in audio) / 16000 / 3600
+    chosen = settings(args)
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in chosen}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "audio").mkdir()
-        for i, wave in enumerate(audio):
-            if args.rate != 16000:
-                wave = soxr.resample(wave, 16000, args.rate).astype(np.float32)
-            sf.write(root / "audio" / f"{i:06d}.wav", wave, args.rate)
-        model = build_model(args.hidden, args.layers, audio)
-        if args.backend == "onnx":
-            from emosphere.export import export_onnx
-
-            model_path = export_onnx(model, root / "model.onnx", quantize="int8" if args.int8 else None)
-        else:
-            model_path = model.save_pretrained(root / "model")
-        chosen = settings(args)
-        rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in chosen}
-        for _ in range(args.repeats):
+        folder, model_path = write_inputs(args, root, audio)
+        for _ in range(args.repeats):  # the settings take turns
             for name, processes, threads in chosen:
-                rounds[name].append(
-                    run(
-                        args,
-                        root / "audio",
-                        model_path,
-                        root / f"{len(rounds[name])}-{processes}-{threads}.csv",
-                        processes,
-                        threads,
-                    )
-                )
+                output = root / f"{len(rounds[name])}-{processes}-{threads}.csv"
+                rounds[name].append(run(args, folder, model_path, output, processes, threads))
         tables = {name: read_table(root / f"0-{processes}-{threads}.csv") for name, processes, threads in chosen}
-    first = chosen[0][0]
     numeric = {name: table.select_dtypes("number").to_numpy() for name, table in tables.items()}
+    first = chosen[0][0]
     rows = {}
     for name, processes, threads in chosen:
         best = min(rounds[name], key=lambda r: r["predict_seconds"])
@@ -170,20 +139,61 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             **best,
             "rounds": [r["predict_seconds"] for r in rounds[name]],
             "utterances_per_second": round(args.utterances / best["predict_seconds"], 2),
+            "audio_seconds_per_second": round(audio_hours * 3600 / best["predict_seconds"], 1),
             "audio_hours_per_hour": round(audio_hours / (best["predict_seconds"] / 3600), 1),
             "audio_hours_per_hour_wall": round(audio_hours / (best["wall_seconds"] / 3600), 1),
             "max_abs_difference": float(np.abs(numeric[name] - numeric[first]).max()),
         }
-    device = platform.machine()
-    if args.device != "cpu":
-        import torch
+    return rows
 
-        device = torch.cuda.get_device_name()
+
+def report(figures: dict[str, Any]) -> None:
+    seconds = figures["audio_hours"] * 3600
+    benchlib.heading(figures, f"{figures['utterances']} utterances, {seconds:.0f} s of audio at {figures['rate']} Hz")
+    print(f"{'setting':<32} {'predict s':>9} {'wall s':>8} {'utt/s':>7} {'audio h/h':>9} {'(wall)':>8}  rounds")
+    for name, row in figures["settings"].items():
+        print(
+            f"{name:<32} {row['predict_seconds']:>9.1f} {row['wall_seconds']:>8.1f} "
+            f"{row['utterances_per_second']:>7.2f} {row['audio_hours_per_hour']:>9.1f} "
+            f"{row['audio_hours_per_hour_wall']:>8.1f}  {row['rounds']}  (max |diff| {row['max_abs_difference']:.1e})"
+        )
+    if "two_processes_over_one_same_threads" in figures:
+        print(
+            f"2 processes / 1 process: {figures['two_processes_over_one_same_threads']}x with the same threads "
+            f"each, {figures['two_processes_over_one_all_threads']}x against one process with all the threads"
+        )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    options = benchlib.parser(__doc__)
+    options.add_argument("--utterances", type=int, help="generated utterances (default 64; --tiny 4)")
+    options.add_argument("--min-seconds", type=float, default=2.0)
+    options.add_argument("--max-seconds", type=float, default=10.0)
+    options.add_argument(
+        "--rate",
+        type=int,
+        default=benchlib.SAMPLE_RATE,
+        help="sample rate of the files (default 16000; 24000 for LibriTTS: resampled when read)",
+    )
+    benchlib.add_model_options(options)
+    options.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    options.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model")
+    options.add_argument("--device", default="cpu", help="cpu (1 and 2 processes) or cuda (1 GPU)")
+    options.add_argument("--precision", default="bf16", help="on a GPU: fp32, bf16 or fp16 (default bf16)")
+    options.add_argument("--batch-size", type=int, default=8)
+    options.add_argument("--workers", type=int, default=0, help="decoding threads per process (default 0)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    options.add_argument("--cores", type=int, default=cores, help=f"CPU cores to use (default: all, {cores})")
+    options.add_argument("--repeats", type=int, help="rounds of the settings; the fastest counts (default 2; --tiny 1)")
+    args = benchlib.defaults(options.parse_args(argv), utterances=(64, 4), repeats=(2, 1))
+
+    audio = benchlib.make_audio(args.utterances, args.min_seconds, args.max_seconds, seed=0)
+    audio_hours = sum(len(wave) for wave in audio) / benchlib.SAMPLE_RATE / 3600
+    rows = measure(args, audio_hours, audio)
     figures = {
-        "machine": f"{device}, {os.cpu_count()} CPUs ({args.cores} used)",
-        "load_average_at_end": round(os.getloadavg()[0], 2),
-        "model": f"random WavLM, hidden {args.hidden}, {args.layers} layers; {args.backend}"
-        f"{' int8' if args.int8 else ''}",
+        "machine": f"{benchlib.machine(args.device)} ({args.cores} CPUs used)",
+        "load_average_at_end": benchlib.load_average(),
+        "model": benchlib.describe_model(benchlib.model_encoder(args), f"{args.backend}{' int8' if args.int8 else ''}"),
         "utterances": args.utterances,
         "audio_hours": round(audio_hours, 4),
         "rate": args.rate,
@@ -192,32 +202,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": args.repeats,
         "settings": rows,
     }
-    if args.device == "cpu":
-        names = [name for name, _, _ in chosen]
-        figures["two_processes_over_one_same_threads"] = round(
-            rows[names[1]]["predict_seconds"] / rows[names[2]]["predict_seconds"], 2
-        )
-        figures["two_processes_over_one_all_threads"] = round(
-            rows[names[0]]["predict_seconds"] / rows[names[2]]["predict_seconds"], 2
-        )
-    print(
-        f"{figures['model']}; {args.utterances} utterances, {audio_hours * 3600:.0f} s of audio at {args.rate} Hz; "
-        f"{figures['machine']}; load average {figures['load_average_at_end']}"
-    )
-    print(f"{'setting':<32} {'predict s':>9} {'wall s':>8} {'utt/s':>7} {'audio h/h':>9} {'(wall)':>8}  rounds")
-    for name, row in rows.items():
-        print(
-            f"{name:<32} {row['predict_seconds']:>9.1f} {row['wall_seconds']:>8.1f} "
-            f"{row['utterances_per_second']:>7.2f} {row['audio_hours_per_hour']:>9.1f} "
-            f"{row['audio_hours_per_hour_wall']:>8.1f}  {row['rounds']}  (max |diff| {row['max_abs_difference']:.1e})"
-        )
-    if args.device == "cpu":
-        print(
-            f"2 processes / 1 process: {figures['two_processes_over_one_same_threads']}x with the same threads "
-            f"each, {figures['two_processes_over_one_all_threads']}x against one process with all the threads"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if len(rows) == 3:
+        seconds = [row["predict_seconds"] for row in rows.values()]
+        figures["two_processes_over_one_same_threads"] = round(seconds[1] / seconds[2], 2)
+        figures["two_processes_over_one_all_threads"] = round(seconds[0] / seconds[2], 2)
+    report(benchlib.finish(figures, args.json))
     return figures
 
 

@@ -17,6 +17,7 @@ depend on the weights). See docs/benchmarks.md.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/serve_load.py [--json figures.json]
     python bench/serve_load.py --hidden 64 --layers 2 --requests 16        # a quick check
+    python bench/serve_load.py --tiny                                      # does it run? (seconds)
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -37,8 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import numpy as np
-from predict_speed import SAMPLE_RATE, build_model, make_audio
 
 PARITY = 1e-5
 MODES = {"batched": ["--batching", "on"], "one request at a time": ["--batching", "off"]}
@@ -48,44 +47,33 @@ def wav(samples: np.ndarray) -> bytes:
     import soundfile as sf
 
     buffer = io.BytesIO()
-    sf.write(buffer, samples, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    sf.write(buffer, samples, benchlib.SAMPLE_RATE, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
-def start_server(model_dir: Path, options: list[str], batch_size: int) -> tuple[subprocess.Popen, str]:
-    """``emosphere serve`` on a free loopback port, and its address once it answers /health."""
+def launch(model_dir: Path, options: list[str], batch_size: int) -> subprocess.Popen:
+    """``emosphere serve`` on a free loopback port, starting in the background."""
+    command = [sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1"]
+    command += ["--port", "0", "--batch-size", str(batch_size), *options]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def address(process: subprocess.Popen) -> str:
+    """A launched server's address, once it answers /health."""
     import httpx
 
-    command = [
-        sys.executable,
-        "-m",
-        "emosphere.cli",
-        "serve",
-        "--model",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--batch-size",
-        str(batch_size),
-        *options,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     found = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
     # The access log goes on to stdout: drain it, or a full pipe blocks the server after ~1,000 requests.
     threading.Thread(target=process.stdout.read, daemon=True).start()
     if not found:
-        process.kill()
-        raise SystemExit(f"the server did not start: {' '.join(command)}")
+        raise SystemExit(f"the server did not start: {' '.join(process.args)}")
     deadline = time.monotonic() + 120
     while True:
         try:
             httpx.get(f"{found.group()}/health").raise_for_status()
-            return process, found.group()
+            return found.group()
         except httpx.TransportError:
             if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
                 raise SystemExit("the server did not answer /health") from None
             time.sleep(0.2)
 
@@ -132,24 +120,27 @@ async def load(address: str, clips: list[bytes], clients: int, requests: int, ti
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    audio = make_audio(args.clips, args.min_seconds, args.max_seconds, args.seed)
+    audio = benchlib.make_audio(args.clips, args.min_seconds, args.max_seconds, args.seed)
     clips = [wav(samples) for samples in audio]
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model(args.hidden, args.layers, audio).save_pretrained(Path(tmp) / "model")
-        servers = {}
+        model_dir = benchlib.build_model(benchlib.model_encoder(args), audio).save_pretrained(Path(tmp) / "model")
+        processes = {}
         try:
-            for mode, options in MODES.items():
-                servers[mode] = start_server(model_dir, options, args.batch_size)
-                asyncio.run(load(servers[mode][1], clips, 1, min(2, args.requests), args.timeout))  # warm-up
+            for mode, options in MODES.items():  # the servers load the model at the same time
+                processes[mode] = launch(model_dir, options, args.batch_size)
+            servers = {mode: address(process) for mode, process in processes.items()}
+            for server in servers.values():
+                asyncio.run(load(server, clips, 1, min(2, args.requests), args.timeout))  # warm-up
             for clients in args.clients:  # the modes take turns, so that a busy spell hits them alike
-                for mode, (_, address) in servers.items():
-                    run = asyncio.run(load(address, clips, clients, args.requests, args.timeout))
+                for mode, server in servers.items():
+                    run = asyncio.run(load(server, clips, clients, args.requests, args.timeout))
                     results.setdefault(mode, []).append(run)
         finally:
-            for process, _ in servers.values():
-                process.send_signal(signal.SIGINT)
-                process.wait(timeout=60)
+            for process in processes.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+                    process.wait(timeout=60)
     keys = [f"{d}_unit" for d in ("arousal", "valence", "dominance")]
     values = {
         mode: {k: [a[key] for key in keys] for run in runs for k, a in run.pop("answers").items()}
@@ -158,12 +149,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     first, second = values.values()
     difference = max(float(np.abs(np.subtract(first[k], second[k])).max()) for k in first.keys() & second.keys())
     return {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs; server and clients on the same machine",
-        "load_average_at_end": round(os.getloadavg()[0], 2),
+        "machine": f"{benchlib.machine()}; server and clients on the same machine",
+        "load_average_at_end": benchlib.load_average(),
         "versions": {"torch": torch.__version__},
-        "model": f"random WavLM, hidden {args.hidden}, {args.layers} layers; style pooling; octant head",
+        "model": benchlib.describe_model(benchlib.model_encoder(args)),
         "clips": f"{args.clips} generated clips of {args.min_seconds:g}-{args.max_seconds:g} s, 16 kHz 16-bit WAV",
-        "audio_seconds_per_request": round(float(np.mean([len(a) for a in audio])) / SAMPLE_RATE, 2),
+        "audio_seconds_per_request": round(float(np.mean([len(a) for a in audio])) / benchlib.SAMPLE_RATE, 2),
         "batch_size": args.batch_size,
         "results": results,
         "max_abs_difference_between_modes": difference,
@@ -171,10 +162,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(figures: dict[str, Any]) -> None:
-    print(
-        f"{figures['model']}; {figures['clips']} (mean {figures['audio_seconds_per_request']} s)\n"
-        f"{figures['machine']}; batch size {figures['batch_size']}; load average {figures['load_average_at_end']}"
-    )
+    clips = f"{figures['clips']} (mean {figures['audio_seconds_per_request']} s)"
+    benchlib.heading(figures, f"{clips}; batch size {figures['batch_size']}")
     print(f"{'mode':<22} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'req/pool':>8}")
     for mode, runs in figures["results"].items():
         for run in runs:
@@ -186,29 +175,25 @@ def report(figures: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients, one run each (default 1 4 16)"
+    options = benchlib.parser(__doc__)
+    options.add_argument(
+        "--clients", type=int, nargs="+", help="concurrent clients, one run each (default 1 4 16; --tiny 1 2)"
     )
-    parser.add_argument("--requests", type=int, default=48, help="requests per run (default 48)")
-    parser.add_argument("--clips", type=int, default=16, help="generated clips, posted in turn (default 16)")
-    parser.add_argument("--min-seconds", type=float, default=2.0, help="shortest clip (default 2)")
-    parser.add_argument("--max-seconds", type=float, default=6.0, help="longest clip (default 6)")
-    parser.add_argument("--batch-size", type=int, default=8, help="the server's windows per forward pass (default 8)")
-    parser.add_argument("--hidden", type=int, default=768, help="encoder hidden size (default 768, base)")
-    parser.add_argument("--layers", type=int, default=12, help="encoder layers (default 12, base)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
-    parser.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
+    options.add_argument("--requests", type=int, help="requests per run (default 48; --tiny 4)")
+    options.add_argument("--clips", type=int, help="generated clips, posted in turn (default 16; --tiny 2)")
+    options.add_argument("--min-seconds", type=float, default=2.0, help="shortest clip (default 2)")
+    options.add_argument("--max-seconds", type=float, default=6.0, help="longest clip (default 6)")
+    options.add_argument("--batch-size", type=int, default=8, help="the server's windows per forward pass (default 8)")
+    benchlib.add_model_options(options)
+    options.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
+    options.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
+    args = benchlib.defaults(options.parse_args(argv), clients=([1, 4, 16], [1, 2]), requests=(48, 4), clips=(16, 2))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the servers inherit it: idle threads sleep
 
-    figures = measure(args)
+    figures = benchlib.finish(measure(args), args.json)
     report(figures)
     if figures["max_abs_difference_between_modes"] > PARITY:
         raise SystemExit(f"the modes disagree by more than {PARITY}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
 
 

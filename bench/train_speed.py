@@ -32,24 +32,33 @@ the compiled variants only with ``--compile`` (compilation takes minutes).
 
     HF_HUB_OFFLINE=1 python bench/train_speed.py                      # CUDA if present
     HF_HUB_OFFLINE=1 python bench/train_speed.py --device cpu --steps 4 --json figures.json
+    HF_HUB_OFFLINE=1 python bench/train_speed.py --device cpu --tiny --compile --compile-backend eager  # does it run?
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
-import subprocess
 import sys
 import time
 import warnings
 from typing import Any
 
 import numpy as np
+from benchlib import (
+    SAMPLE_RATE,
+    ChildError,
+    answer,
+    child_json,
+    defaults,
+    encoder_config,
+    finish,
+    load_average,
+    machine,
+    parser,
+)
 
-SAMPLE_RATE = 16000
 VARIANTS = {
     "main": {"attention": "eager", "sub_batches": 1, "compile": False, "micro": 1, "input_grad": True},
     "eager": {"attention": "eager", "sub_batches": 1, "compile": False, "micro": 1},
@@ -61,33 +70,25 @@ VARIANTS = {
 }
 # Dense fp16/bf16 tensor-core peaks (TFLOP/s) by device name; --peak-tflops overrides.
 PEAKS = {"H200": 989, "H100 PCIe": 756, "H100": 989, "A100": 312, "L40S": 362, "A10G": 125, "L4": 121}
-LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096}
-SMALL = {
-    "hidden_size": 256,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "intermediate_size": 1024,
-    "conv_dim": [128] * 7,
+TRAINING = {  # WavLM-large's hub config's training settings
+    "layerdrop": 0.1,
+    "mask_time_prob": 0.075,
+    "mask_time_length": 10,
+    "hidden_dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.1,
 }
 
 
-def encoder_config(large: bool) -> dict[str, Any]:
-    """WavLM-large's architecture (its hub config's training settings: layer drop 0.1, time masking
-    0.075, dropouts 0.1), or a small WavLM with the same settings."""
-    return {
-        "model_type": "wavlm",
-        **(LARGE if large else SMALL),
-        "feat_extract_norm": "layer",
-        "conv_bias": large,
-        "do_stable_layer_norm": large,
-        "layerdrop": 0.1,
-        "mask_time_prob": 0.075,
-        "mask_time_length": 10,
-        "hidden_dropout": 0.1,
-        "attention_dropout": 0.1,
-        "activation_dropout": 0.0,
-        "feat_proj_dropout": 0.1,
-    }
+def training_encoder(size: str) -> dict[str, Any]:
+    """WavLM-large's architecture (``large``), a small WavLM (hidden 256, 4 layers, conv 128 channels)
+    or the tiny one, each with WavLM-large's training settings (:data:`TRAINING`)."""
+    if size == "large":
+        return encoder_config(1024, 24, conv_bias=True, do_stable_layer_norm=True, **TRAINING)
+    return encoder_config(
+        256, 4, tiny=size == "tiny", **({"conv_dim": [128] * 7} if size == "small" else {}), **TRAINING
+    )
 
 
 def train_flops_per_second(config: dict[str, Any], mean_frames: float) -> float:
@@ -118,12 +119,12 @@ def device_peak(device: Any, override: float | None) -> float | None:
     return next((tflops * 1e12 for key, tflops in PEAKS.items() if key in name), None)
 
 
-def make_pool(count: int, seed: int) -> list[dict]:
+def make_pool(count: int, seed: int, seconds: tuple[float, float] = (2.75, 11.0)) -> list[dict]:
     """A corpus of noise utterances of 2.75-11 s (speed does not depend on the content), with labels."""
     rng = np.random.default_rng(seed)
     return [
         {
-            "waveform": 0.1 * rng.standard_normal(int(rng.uniform(2.75, 11.0) * SAMPLE_RATE), dtype=np.float32),
+            "waveform": 0.1 * rng.standard_normal(int(rng.uniform(*seconds) * SAMPLE_RATE), dtype=np.float32),
             "index": i,
             "avd": rng.uniform(size=3).astype(np.float32),
             "region": int(rng.integers(8)),
@@ -153,23 +154,24 @@ class Steps:
         return data.collate(groups[0]) if self.micro == 1 else data.collate_micro_batches(groups)
 
 
-def run_variant(args: argparse.Namespace) -> dict[str, Any]:
-    """One variant in this process; returns its figures."""
+def encoder_size(args: argparse.Namespace) -> str:
+    """large on CUDA, small on the CPU (and with --small), tiny with --tiny."""
+    if args.tiny:
+        return "tiny"
+    return "large" if args.device.startswith("cuda") and not args.small else "small"
+
+
+def build_task(args: argparse.Namespace, encoder: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The variant's model, training task and optimiser on the device (the same seed for every variant)."""
     import pandas as pd
     import torch
-    from torch._dynamo.utils import counters
 
-    from emosphere import data
     from emosphere.audio import AudioStats
     from emosphere.config import EncoderConfig, ModelConfig, OptimConfig, RunConfig, TrainerConfig
     from emosphere.model import EmoSphereSER
     from emosphere.train import EmoSphereTask
 
     variant = VARIANTS[args.run_variant]
-    device = torch.device(args.device)
-    large = device.type == "cuda" and not args.small
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    encoder = encoder_config(large)
     config = ModelConfig(
         encoder=EncoderConfig(
             name="wavlm-random",
@@ -178,21 +180,35 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
             attention=variant["attention"],
             sub_batches=variant["sub_batches"],
         ),
-        head_hidden=1024 if large else 0,
+        head_hidden=1024 if encoder["hidden_size"] == 1024 else 0,
     )
     torch.manual_seed(0)
-    model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).to(device)
+    model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).to(args.device)
     if variant.get("input_grad"):
         model.encoder.model.feature_extractor._requires_grad = True  # the behaviour before the fix
-    micro, accumulate = variant["micro"], args.accumulate
     run = RunConfig(
-        optim=OptimConfig(accumulate_grad_batches=accumulate),
-        trainer=TrainerConfig(micro_batches_per_step=micro, compile=variant["compile"]),
+        optim=OptimConfig(accumulate_grad_batches=args.accumulate),
+        trainer=TrainerConfig(micro_batches_per_step=variant["micro"], compile=variant["compile"]),
     )
     if variant["compile"]:
-        model.encoder.compile_training(int(12.0 * SAMPLE_RATE))
-    task = EmoSphereTask(model, run, np.ones(8), dev_rows=pd.DataFrame({"path": []})).to(device).train()
-    optimizer = task.configure_optimizers()
+        model.encoder.compile_training(int(12.0 * SAMPLE_RATE), backend=args.compile_backend)
+    task = EmoSphereTask(model, run, np.ones(8), dev_rows=pd.DataFrame({"path": []})).to(args.device).train()
+    return model, task, task.configure_optimizers()
+
+
+def run_variant(args: argparse.Namespace) -> dict[str, Any]:
+    """One variant in this process; returns its figures. (Long: the warm-up, the timed steps and the
+    figures share the step's state; apart, they would pass it around.)"""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from emosphere import data
+
+    micro, accumulate = VARIANTS[args.run_variant]["micro"], args.accumulate
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    encoder = training_encoder(encoder_size(args))
+    model, task, optimizer = build_task(args, encoder)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[args.precision]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
 
@@ -200,7 +216,10 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     model.encoder.model.register_forward_pre_hook(
         lambda _, inputs: processed.__setitem__(0, processed[0] + inputs[0].numel())
     )
-    pool = make_pool(512 if device.type == "cuda" else 128, args.seed)
+    if args.tiny:  # short utterances: few lengths for a compiled variant to compile
+        pool = make_pool(16, args.seed, (1.0, 2.0))
+    else:
+        pool = make_pool(512 if device.type == "cuda" else 128, args.seed)
     timed, warmup_max = -(-args.steps // micro), -(-args.warmup_max // micro)  # in loader steps of `micro` batches
     steps = Steps(pool, warmup_max + timed, args.batch_size, micro, args.seed)
     workers = 2 if device.type == "cuda" else 0
@@ -225,7 +244,8 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start, index, quiet, graphs = time.perf_counter(), 0, 0, -1
-    while index < warmup_max and (index < 2 * cycle or quiet < 2 * cycle):
+    deadline = start + (args.warmup_seconds or float("inf"))
+    while index < warmup_max and (index < 2 * cycle or quiet < 2 * cycle) and time.perf_counter() < deadline:
         step(index, next(loader))
         index += 1
         now = counters["stats"]["unique_graphs"]
@@ -265,80 +285,19 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None)
-    parser.add_argument("--compile", action="store_true", help="CPU: include the compiled variants")
-    parser.add_argument(
-        "--precision",
-        choices=["fp16", "bf16", "fp32"],
-        default=None,
-        help="autocast dtype (default: fp16 on CUDA, as the paper; fp32 on CPU)",
-    )
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--accumulate", type=int, default=4)
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="timed batches of --batch-size (default: 48 on CUDA, 8 on CPU); +micro4 takes 4 a step",
-    )
-    parser.add_argument("--warmup-max", type=int, default=None, help="most warm-up batches (default: 4x --steps)")
-    parser.add_argument("--small", action="store_true", help="the small encoder on CUDA too")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, if not in the table")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=1,
-        help="run the variants in turn this many times; each one's fastest round counts",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--run-variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
-    import torch
-
-    cuda = torch.cuda.is_available() and args.device != "cpu"
-    args.device = args.device or ("cuda" if cuda else "cpu")
-    args.precision = args.precision or ("fp16" if cuda else "fp32")
-    args.steps = args.steps or (48 if cuda else 8)
-    args.warmup_max = args.warmup_max or 4 * args.steps
-    if args.run_variant:
-        print(json.dumps(run_variant(args)))
-        return
-    names = args.variants or [n for n, v in VARIANTS.items() if cuda or args.compile or not v["compile"]]
-    # Idle OpenMP threads sleep: on a shared CPU, spinning ones wait for descheduled partners and
-    # distort the comparison (docs/benchmarks.md, prediction speed). Set OMP_WAIT_POLICY to override.
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    best: dict[str, dict[str, Any]] = {}
-    for _ in range(args.rounds):  # the variants take turns, so that a busy spell hits them alike
-        for name in names:
-            command = [sys.executable, __file__, "--run-variant", name, *sys.argv[1:]]
-            done = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
-            if done.returncode:
-                sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"{name}: {result}", file=sys.stderr, flush=True)
-            if name not in best or result["valid_audio_s_per_s"] > best[name]["valid_audio_s_per_s"]:
-                best[name] = result
-    results = [best[name] for name in names]
-    device = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} CPU"
-    model = "WavLM-large architecture" if cuda and not args.small else f"small WavLM {SMALL}"
+def report(figures: dict[str, Any]) -> None:
+    args, results = figures["args"], figures["results"]
     print(
-        f"\n{device}, {os.cpu_count()} CPUs, torch {torch.__version__}; {model}, random init; "
-        f"batch {args.batch_size} x {args.accumulate}, {args.precision}; {args.steps} timed batches, "
-        f"best of {args.rounds} rounds; "
-        f"load average {os.getloadavg()[0]:.1f}\n"
+        f"\n{figures['device']}, torch {figures['torch']}; {figures['model']}, random init; "
+        f"batch {args['batch_size']} x {args['accumulate']}, {args['precision']}; {args['steps']} timed batches, "
+        f"best of {args['rounds']} rounds; load average {figures['load_average_at_end']}\n"
     )
-    base = results[0]["valid_audio_s_per_s"]
     print(
         "| variant | valid audio s/s | processed audio s/s | padding | utt/s | peak memory GiB | TFLOP/s "
         "| fraction of peak | vs first | warm-up s (steps, graphs) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
+    base = results[0]["valid_audio_s_per_s"] if results else None
     for r in results:
         fraction = f"{r['fraction_of_peak']:.1%}" if r["fraction_of_peak"] is not None else "n/a"
         print(
@@ -347,9 +306,107 @@ def main() -> None:
             f"{fraction} | {r['valid_audio_s_per_s'] / base:.2f}x | "
             f"{r['warmup_s']} ({r['warmup_steps']}, {r['graphs_compiled']}) |"
         )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": device, "model": model, "args": vars(args), "results": results}, f, indent=2)
+    for name, error in figures["failed"].items():
+        print(f"{name} failed: {error.splitlines()[-1] if error else ''}")
+
+
+def options() -> argparse.ArgumentParser:
+    result = parser(__doc__)
+    result.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    result.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=None,
+        help="the variants to run, in this order (default: all; on the CPU, the compiled ones only with --compile)",
+    )
+    result.add_argument("--compile", action="store_true", help="CPU: include the compiled variants")
+    result.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile's backend (default inductor; eager: quick)"
+    )
+    result.add_argument(
+        "--precision",
+        choices=["fp16", "bf16", "fp32"],
+        default=None,
+        help="autocast dtype (default: fp16 on CUDA, as the paper; fp32 on CPU)",
+    )
+    result.add_argument("--batch-size", type=int, help="utterances per batch (default 16; --tiny 4)")
+    result.add_argument("--accumulate", type=int, help="batches per optimiser step (default 4; --tiny 2)")
+    result.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed batches of --batch-size (default: 48 on CUDA, 8 on CPU, 2 with --tiny); +micro4 takes 4 a step",
+    )
+    result.add_argument("--warmup-max", type=int, default=None, help="most warm-up batches (default: 4x --steps)")
+    result.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=None,
+        help="stop warming up after this many seconds (a compiled variant may then compile while timed: "
+        "graphs_compiled_while_timed says so)",
+    )
+    result.add_argument("--small", action="store_true", help="the small encoder on CUDA too")
+    result.add_argument("--threads", type=int, default=0)
+    result.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, if not in the table")
+    result.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the variants in turn this many times; each one's fastest round counts",
+    )
+    result.add_argument("--seed", type=int, default=0)
+    result.add_argument("--run-variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    args = options().parse_args(argv)
+
+    import torch
+
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    args.device = args.device or ("cuda" if cuda else "cpu")
+    args.precision = args.precision or ("fp16" if cuda else "fp32")
+    defaults(args, steps=(48 if cuda else 8, 2), batch_size=(16, 4), accumulate=(4, 2))
+    args.warmup_max = args.warmup_max or 4 * args.steps
+    if args.run_variant:
+        answer(run_variant(args))
+        return {}
+    names = args.variants or [n for n, v in VARIANTS.items() if cuda or args.compile or not v["compile"]]
+    # Idle OpenMP threads sleep: on a shared CPU, spinning ones wait for descheduled partners and
+    # distort the comparison (docs/benchmarks.md, prediction speed). Set OMP_WAIT_POLICY to override.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    size = encoder_size(args)
+    figures: dict[str, Any] = {
+        "device": machine(args.device),
+        "torch": torch.__version__,
+        "model": "WavLM-large architecture" if size == "large" else f"{size} WavLM {training_encoder(size)}",
+        "args": {key: str(value) if key == "json" else value for key, value in vars(args).items()},
+        "results": [],
+        "failed": {},
+    }
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(args.rounds):  # the variants take turns, so that a busy spell hits them alike
+        for name in names:
+            try:
+                result = child_json([sys.executable, __file__, "--run-variant", name, *argv], env, name)
+            except ChildError as error:
+                figures["failed"][name] = str(error)
+                print(error, file=sys.stderr, flush=True)
+                continue
+            print(f"{name}: {result}", file=sys.stderr, flush=True)
+            if name not in best or result["valid_audio_s_per_s"] > best[name]["valid_audio_s_per_s"]:
+                best[name] = result
+            figures["results"] = [best[n] for n in names if n in best]
+            figures["load_average_at_end"] = load_average()
+            finish(figures, args.json)  # after each variant: a run stopped later keeps what it measured
+    figures["load_average_at_end"] = load_average()
+    report(finish(figures, args.json))
+    if figures["failed"]:
+        sys.exit(f"failed: {', '.join(figures['failed'])}")
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random WavLM config and a generated MSP-Podcast-layout corpus."""
+"""Shared fixtures: tiny (and WavLM-large-shaped) random WavLM configs, a generated MSP-Podcast-layout corpus,
+the ``cuda`` marker's skip, and ``emosphere serve`` in a subprocess."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import contextlib
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,19 +39,54 @@ TINY_WAVLM = {
 }
 
 
+LARGE_WAVLM = {
+    **TINY_WAVLM,
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "conv_dim": [512] * 7,
+    "conv_bias": True,
+    "do_stable_layer_norm": True,
+    "num_conv_pos_embeddings": 128,
+    "num_conv_pos_embedding_groups": 16,
+}
+"""WavLM-large's architecture (no layer drop, no time masking): the shapes and kernels of the paper's encoder."""
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+"""A test's devices: the CPU always; CUDA where present (bench/gpu_check.py runs the cuda tests on a GPU)."""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the tests marked ``cuda``, with the reason, where no CUDA device is present."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def tiny_model_config(**changes) -> ModelConfig:
     return ModelConfig(encoder=EncoderConfig(name="tiny", pretrained=False, config=dict(TINY_WAVLM)), **changes)
 
 
 def tiny_model(seed: int = 0, **changes):
     """A tiny random model in eval mode whose predictions lie inside [0, 1], away from the centre."""
+    return random_model(tiny_model_config(**changes), seed)
+
+
+def random_model(config: ModelConfig, seed: int = 0):
+    """A random model of ``config`` in eval mode whose predictions lie inside [0, 1], away from the centre."""
     import torch
 
     from emosphere.audio import AudioStats
     from emosphere.model import EmoSphereSER
 
     torch.manual_seed(seed)
-    model = EmoSphereSER.build(tiny_model_config(**changes), AudioStats(0.0, 0.1, 1, 1)).eval()
+    model = EmoSphereSER.build(config, AudioStats(0.0, 0.1, 1, 1)).eval()
     with torch.no_grad():  # move the random predictions inside [0, 1] (no clipping) and away from the centre
         noise = 0.1 * torch.randn(1, 16000)
         model.regression_head.net[-1].bias += (
@@ -132,3 +175,39 @@ def trained_run(corpus, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("trained_run")
     assert main(train_args(corpus, output, "--no-eval")) == 0
     return output
+
+
+@contextlib.contextmanager
+def served(model_dir: Path, *options: str) -> Iterator[tuple[str, str]]:
+    """``emosphere serve`` for ``model_dir`` on a free loopback port, in a subprocess of this checkout's
+    sources; yields its address and its first line once it answers /health, then stops it with SIGINT
+    (it must exit 0)."""
+    import httpx
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir), "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = process.stdout.readline()
+        address = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert address, f"no address in {line!r}: {process.stderr.read() if process.poll() is not None else ''}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{address.group()}/health")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, "the service did not answer"
+                time.sleep(0.1)
+        yield address.group(), line
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0

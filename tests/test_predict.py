@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import tiny_model, tone
+from conftest import DEVICES, LARGE_WAVLM, random_model, tiny_model, tone
 
 from emosphere import EmoSphereSER, engine
 from emosphere.backends import TorchBackend
 from emosphere.cli import main
+from emosphere.config import PRECISIONS, EncoderConfig, ModelConfig
 from emosphere.engine import Options, Predictor
 from emosphere.inputs import InputError
 from emosphere.io import read_table
@@ -22,6 +23,10 @@ from emosphere.ranks import Ranks
 
 SR = 16000
 signal = tone
+REDUCED_PRECISION = {"tiny": {"bf16": 0.1, "fp16": 5e-3}, "large": {"bf16": 3e-2, "fp16": 1e-2}}
+"""Largest |bf16 or fp16 - fp32| on [0, 1] of a random model. Measured on the CPU (torch 2.13): the tiny
+model 7.2e-2 and 9.1e-4 (32 channels: sensitive), WavLM-large's shape with 2 layers 3.7e-3 and 6.2e-4,
+a base-size one 7.3e-3 and 1.0e-3 (docs/benchmarks.md)."""
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +73,20 @@ def rows_of(table: pd.DataFrame, files: list[str]) -> pd.DataFrame:
 
 def numeric(table: pd.DataFrame) -> np.ndarray:
     return table.select_dtypes("number").to_numpy()
+
+
+def units(table: pd.DataFrame) -> np.ndarray:
+    """Arousal, valence and dominance on [0, 1], row by row."""
+    return table[[c for c in table if c.endswith("_unit")]].to_numpy()
+
+
+def torchrun_predict(processes: int, *args: str) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node PROCESSES -m emosphere predict ARGS``."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes)]
+    command += ["-m", "emosphere", "predict", *args]
+    return subprocess.run(
+        command, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True
+    )
 
 
 def test_batches_equal_one_file_at_a_time(model, audio, predicted):
@@ -356,29 +375,66 @@ def test_two_processes_under_torchrun_write_the_single_process_table(model_dir, 
     inputs = [str(audio / "long.wav"), str(audio / "good"), str(audio / "bad")]
     options = ["--model", model_dir, "--batch-size", "1", "--threads", "1", "--quiet"]  # the same arithmetic
     assert main(["predict", *inputs, *options, "--output", str(tmp_path / "single.csv")]) == 1
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "emosphere",
-        "predict",
-        *inputs,
-        *options,
-        "--output",
-        str(tmp_path / "two.csv"),
-    ]
-    done = subprocess.run(
-        command, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True
-    )
+    done = torchrun_predict(2, *inputs, *options, "--output", str(tmp_path / "two.csv"))
     assert done.returncode == 1, done.stderr[-2000:]  # both processes exit 1: a file failed
     assert "2 process(es)" in done.stdout and "could not be predicted" in done.stdout
     assert (tmp_path / "two.csv").read_text() == (tmp_path / "single.csv").read_text()
     assert (tmp_path / "two.errors.csv").read_text() == (tmp_path / "single.errors.csv").read_text()
     assert sorted(os.listdir(tmp_path)) == ["single.csv", "single.errors.csv", "two.csv", "two.errors.csv"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp32_batches_equal_one_at_a_time_and_bf16_fp16_stay_near_fp32(device, record_property):
+    """On CUDA with WavLM-large's architecture: fp32 runs without TF32, which rounds differently for each
+    batch shape (1.8e-4 seen on an H100 with it on)."""
+    shape = "large" if device == "cuda" else "tiny"
+    if shape == "large":
+        encoder = EncoderConfig(name="wavlm-large-random", pretrained=False, config=LARGE_WAVLM)
+        model = random_model(ModelConfig(encoder=encoder))
+    else:
+        model = tiny_model()
+    model.to(device)
+    rng = np.random.default_rng(0)
+    audio = [
+        (signal(SR, s) + 0.02 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (1, 2.8, 11, 0.6, 20)
+    ]
+    batched = model.predict(audio, SR, batch_size=8)
+    alone = pd.concat([model.predict(wave, SR, batch_size=1) for wave in audio], ignore_index=True)
+    assert len(batched) == len(alone) == 5 + 3  # 20 s: a file row and 3 windows
+    parity = float(np.abs(units(batched) - units(alone)).max())
+    record_property("fp32_batch_parity", parity)
+    assert parity <= 1e-4
+    for precision, bound in REDUCED_PRECISION[shape].items():
+        deviation = float(
+            np.abs(units(model.predict(audio, SR, batch_size=8, precision=precision)) - units(batched)).max()
+        )
+        record_property(f"{precision}_deviation_from_fp32", deviation)
+        assert deviation <= bound, precision
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_predict_on_cuda_writes_the_cpu_table_in_each_precision(model_dir, audio, predicted, tmp_path, precision):
+    files = [str(audio / "long.wav"), *good_files(audio)]
+    output = tmp_path / "cuda.csv"
+    options = ["--device", "cuda", "--precision", precision, "--batch-size", "4", "--quiet"]
+    assert main(["predict", *files, "--model", model_dir, *options, "--output", str(output)]) == 0
+    table = read_table(output)
+    assert list(table.columns) == list(predicted.columns) and list(table.file) == list(predicted.file)
+    bound = 1e-5 if precision == "fp32" else REDUCED_PRECISION["tiny"][precision]
+    assert np.abs(units(table) - units(predicted)).max() <= bound
+
+
+@pytest.mark.cuda
+def test_torchrun_one_process_on_cuda_writes_the_single_process_table(model_dir, audio, tmp_path):
+    inputs = [str(audio / "long.wav"), str(audio / "good")]
+    options = ["--model", model_dir, "--device", "cuda", "--quiet"]
+    assert main(["predict", *inputs, *options, "--output", str(tmp_path / "single.csv")]) == 0
+    done = torchrun_predict(1, *inputs, *options, "--output", str(tmp_path / "torchrun.csv"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    single, launched = read_table(tmp_path / "single.csv"), read_table(tmp_path / "torchrun.csv")
+    assert list(launched.file) == list(single.file)
+    np.testing.assert_allclose(numeric(launched), numeric(single), atol=1e-6, rtol=0)
 
 
 def test_the_onnx_backend_without_onnxruntime_says_how_to_install_it(tmp_path, monkeypatch, capsys):

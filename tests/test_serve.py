@@ -12,8 +12,6 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +26,7 @@ import soundfile as sf
 pytest.importorskip("fastapi", reason="the service needs the serve extra: pip install 'emosphere[serve]'")
 httpx = pytest.importorskip("httpx", reason="the service tests need httpx (in the test extra)")
 
-from conftest import tiny_model, tone  # noqa: E402
+from conftest import served, tiny_model, tone  # noqa: E402
 
 from emosphere.backends import TorchBackend  # noqa: E402
 from emosphere.cli import build_parser, main  # noqa: E402
@@ -96,18 +94,18 @@ def expected(model, path: Path) -> pd.DataFrame:
     return model.predict(str(path))
 
 
-def assert_same(answer: dict, table: pd.DataFrame, region_names: list[str]) -> None:
-    """The service's JSON equals ``emosphere predict``'s table (file row, then window rows) within 1e-6."""
+def assert_same(answer: dict, table: pd.DataFrame, region_names: list[str], atol: float = 1e-6) -> None:
+    """The service's JSON equals ``emosphere predict``'s table (file row, then window rows) within ``atol``."""
     rows = [answer, *answer["windows"]]
     assert len(rows) == len(table) and len(answer["windows"]) == (len(table) - 1)
     for row, (_, reference) in zip(rows, table.iterrows()):
-        np.testing.assert_allclose([row[k] for k in NUMBERS], reference[NUMBERS].astype(float), atol=1e-6, rtol=0)
+        np.testing.assert_allclose([row[k] for k in NUMBERS], reference[NUMBERS].astype(float), atol=atol, rtol=0)
         assert row["region"] == reference["region"]
         assert list(row["region_probabilities"]) == region_names
         np.testing.assert_allclose(
             list(row["region_probabilities"].values()),
             reference[[f"p_{n}" for n in region_names]].astype(float),
-            atol=1e-6,
+            atol=atol,
             rtol=0,
         )
 
@@ -369,37 +367,28 @@ def test_serve_without_the_extra_says_how_to_install_it(monkeypatch, capsys, pac
 def test_emosphere_serve_answers_until_interrupted(model, clips, tmp_path, options, batching):
     """On a CPU, --batching auto (the default) runs each request alone; on asks for batching."""
     model_dir = model.save_pretrained(tmp_path / "model")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir), "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        line = process.stdout.readline()
-        address = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert address, f"no address in {line!r}: {process.stderr.read() if process.poll() is not None else ''}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"{address.group()}/health")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, "the service did not answer"
-                time.sleep(0.1)
-        assert health.json()["model"] == str(model_dir)
-        assert health.json()["settings"]["cross_request"] is batching
+    with served(model_dir, *options) as (address, line):
+        health = httpx.get(f"{address}/health").json()
+        assert health["model"] == str(model_dir)
+        assert health["settings"]["cross_request"] is batching
         assert f"cross-request batching {'on' if batching else 'off'}" in line
-        answer = post(address.group(), "a.wav", clips["a.wav"].read_bytes()).json()
+        answer = post(address, "a.wav", clips["a.wav"].read_bytes()).json()
         assert_same(answer, expected(model, clips["a.wav"]), model.region_names)
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.cuda
+def test_emosphere_serve_on_cuda_batches_requests_and_answers_the_cpu_numbers(model, clips, tmp_path):
+    """On a GPU, --batching auto (the default) batches concurrent requests; fp32 there is exact."""
+    model_dir = model.save_pretrained(tmp_path / "model")
+    with served(model_dir, "--device", "cuda") as (address, line):
+        health = httpx.get(f"{address}/health").json()
+        assert health["settings"]["cross_request"] is True and "cross-request batching on" in line
+        names = ["a.wav", "b.flac", "c.ogg", "long.wav"]
+        with ThreadPoolExecutor(len(names)) as pool:
+            answers = list(pool.map(lambda name: post(address, name, clips[name].read_bytes()), names))
+        for name, response in zip(names, answers):
+            assert response.status_code == 200, response.text
+            assert_same(response.json(), expected(model, clips[name]), model.region_names, atol=1e-5)
 
 
 # --- the page in a browser ---------------------------------------------------------------------

@@ -10,15 +10,16 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TINY_WAVLM, train_args, write_corpus
+from conftest import LARGE_WAVLM, TINY_WAVLM, train_args, write_corpus
 
 import emosphere
 from emosphere.cli import main
-from emosphere.config import ConfigError, RunConfig
+from emosphere.config import ConfigError, RunConfig, load_config
 from emosphere.labels import Corpus, prepare_labels
 from emosphere.model import EmoSphereSER
 from emosphere.sphere import RegionSet
@@ -344,3 +345,43 @@ def test_micro_batches_and_bf16_train_through_the_cli(corpus, tmp_path):
     train_rows = int((pd.read_csv(tmp_path / "labels.csv")["Split_Set"] == "Train").sum())
     assert len(steps) == math.ceil(math.ceil(train_rows / 8) / 2)  # batches of 8, two per step
     assert steps["train/loss"].notna().all() and (tmp_path / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+@pytest.mark.parametrize("compiled", [pytest.param(False, id="plain"), pytest.param(True, id="compiled")])
+def test_three_cuda_steps_of_a_wavlm_large_shaped_model_train_and_resume(
+    tmp_path, precision, compiled, record_property
+):
+    """WavLM-large's shapes with 2 of its 24 layers (they repeat; the checkpoints stay small), 3 steps of
+    batches of 2 crops of one length (one length for the compiled blocks), then a resumed epoch of 3."""
+    corpus = write_corpus(tmp_path / "corpus", {"Train": 6, "Development": 2})
+    run = tmp_path / "run"
+    encoder = yaml.safe_dump({**LARGE_WAVLM, "num_hidden_layers": 2}, default_flow_style=True).strip()
+    args = train_args(
+        corpus,
+        run,
+        "--no-eval",
+        "trainer.accelerator=gpu",
+        f"trainer.precision={precision}",
+        f"trainer.compile={str(compiled).lower()}",
+        f"model.encoder.config={encoder}",
+        "data.batch_size=2",
+        "data.max_seconds=0.25",  # every clip is longer: every crop has 4000 samples
+    )
+    assert main([*args, "trainer.max_epochs=1"]) == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert main([*args, "trainer.max_epochs=2", "--resume"]) == 0
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 6 and last["epoch"] == 1
+    losses = pd.concat(pd.read_csv(run / "logs" / f"version_{v}" / "metrics.csv") for v in (0, 1))["train/loss"]
+    record_property("losses", losses.dropna().round(4).tolist())
+    assert losses.notna().sum() == 6 and math.isfinite(losses.sum())
+    config = load_config(run / "config.yaml")
+    L.seed_everything(config.trainer.seed)  # the weights training started from
+    initial = EmoSphereSER.build(config.model).state_dict()
+    final = {key.removeprefix("model."): value for key, value in last["state_dict"].items()}
+    changed = [key for key, value in initial.items() if not torch.equal(value, final[key])]
+    assert all(torch.isfinite(value).all() for value in final.values())
+    assert any(key.startswith("encoder.model.encoder.layers.1.") for key in changed), changed
+    assert any(key.startswith("regression_head.") for key in changed), changed
