@@ -1,6 +1,7 @@
 """A short training run on a generated MSP-Podcast-layout corpus, through the CLI."""
 
 import json
+import logging
 import math
 import os
 import signal
@@ -21,8 +22,9 @@ from emosphere.cli import main
 from emosphere.config import ConfigError, RunConfig
 from emosphere.labels import Corpus, prepare_labels
 from emosphere.model import EmoSphereSER
+from emosphere.rundir import RunDir
 from emosphere.sphere import RegionSet
-from emosphere.train import AtomicCheckpointIO, EmoSphereData, EmoSphereTask
+from emosphere.train import AtomicCheckpointIO, EmoSphereData, EmoSphereTask, build_trainer
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,9 @@ def test_evaluate_writes_metrics_and_challenge_predictions(run, corpus, tmp_path
     assert len(predictions) == metrics["n"]
     assert predictions[["EmoAct", "EmoVal", "EmoDom"]].stack().between(1, 7).all()
     full = pd.read_csv(tmp_path / "predictions_full.csv")
-    assert {"arousal_unit", "r", "theta", "phi", "region", "p_I", "true_EmoAct"} <= set(full.columns)
+    assert {"arousal_unit", "r", "theta", "phi", "region_classifier", "region_point", "p_I", "true_EmoAct"} <= set(
+        full.columns
+    )
 
 
 def test_resume_continues_from_the_last_checkpoint(run, corpus, tmp_path):
@@ -344,3 +348,11 @@ def test_micro_batches_and_bf16_train_through_the_cli(corpus, tmp_path):
     train_rows = int((pd.read_csv(tmp_path / "labels.csv")["Split_Set"] == "Train").sum())
     assert len(steps) == math.ceil(math.ceil(train_rows / 8) / 2)  # batches of 8, two per step
     assert steps["train/loss"].notna().all() and (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_training_shows_lightning_s_lines_but_not_its_advertisements(tmp_path, caplog):
+    config = RunConfig()
+    config.trainer.accelerator, config.trainer.devices = "cpu", "1"
+    with caplog.at_level(logging.INFO):
+        build_trainer(config, RunDir(tmp_path))
+    assert "GPU available" in caplog.text and "Tip" not in caplog.text

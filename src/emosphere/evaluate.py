@@ -76,7 +76,7 @@ def evaluate(
     rows = table.iloc[[p.index for p in predicted]].reset_index(drop=True)
     avd, probs = file_values(predicted)
     metrics = {**score(rows, avd, probs, regions, split=split), "skipped": skipped}
-    described = describe(avd, probs, predictor.region_names)
+    described = describe(avd, probs, predictor.region_names, predictor.regions, [p.silent for p in predicted])
     predictions = pd.concat([rows[["FileName"]], described], axis=1)
     predictions[["EmoAct", "EmoVal", "EmoDom"]] = described[list(DIMENSIONS)].to_numpy()
     predictions[[f"true_{c}" for c in LABEL_COLUMNS]] = rows[list(LABEL_COLUMNS)].to_numpy(np.float64)

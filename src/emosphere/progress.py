@@ -1,0 +1,86 @@
+"""The progress bar of a prediction run: files done, hours of audio, and an ETA from the audio.
+
+The model's time goes with the audio it hears, not with the number of files:
+one 2-hour recording takes as long as 1,200 clips of 6 s. So the meter counts
+work in seconds of windows (what the model runs; overlapping windows count
+twice) and estimates the ETA from them:
+
+* work known: the windows of the sources decoded so far; the sources not yet
+  decoded are assumed to hold the mean work of those decoded (the stream is
+  read lazily, so their durations are not known);
+* work done: the windows of the batches run so far, updated after every batch,
+  so the first figures come while the first pool of sources is under way;
+* ETA = (work known and estimated - work done) / (work done / time so far).
+
+The bar is redrawn after a batch at most every :data:`REFRESH_SECONDS` (and
+always for the first batch), so a log file does not fill with lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from tqdm import tqdm
+
+from .audio import SAMPLE_RATE
+
+REFRESH_SECONDS = 0.5
+
+
+class Meter:
+    """Progress of ``total`` sources (None: unknown); shown on stderr when ``enabled``."""
+
+    def __init__(self, total: int | None, *, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.clock = clock
+        self.started = self.shown = clock()
+        self.files_known = self.files_done = 0
+        self.work_known = self.work_done = self.audio_done = 0.0
+        self.bar = tqdm(total=100, desc="predict", disable=not enabled, bar_format="{desc}: {bar} {postfix}")
+
+    def known(self, files: int, work: float) -> None:
+        """``files`` more sources were decoded, whose windows hold ``work`` seconds."""
+        self.files_known += files
+        self.work_known += work
+
+    def batch(self, lengths: Iterable[int]) -> None:
+        """A batch of windows of these lengths (16 kHz samples) was run."""
+        first = self.work_done == 0
+        self.work_done += sum(map(int, lengths)) / SAMPLE_RATE
+        if first or self.clock() - self.shown >= REFRESH_SECONDS:
+            self.show()
+
+    def file(self, audio_seconds: float) -> None:
+        """A source was handed on (``audio_seconds``: its duration, 0 for a failure)."""
+        self.files_done += 1
+        self.audio_done += audio_seconds
+
+    @property
+    def work(self) -> float:
+        """The work of the whole run: known, plus the mean for each source not yet decoded."""
+        if not self.total or not self.files_known or self.files_known >= self.total:
+            return self.work_known
+        return self.work_known * self.total / self.files_known
+
+    def eta(self) -> float | None:
+        """Seconds until the run ends, at the rate so far; None before any work is done."""
+        elapsed = self.clock() - self.started
+        if self.work_done <= 0 or elapsed <= 0:
+            return None
+        return max(self.work - self.work_done, 0.0) * elapsed / self.work_done
+
+    def show(self) -> None:
+        self.shown = self.clock()
+        elapsed, eta, work = self.shown - self.started, self.eta(), self.work
+        self.bar.n = round(100 * min(self.work_done / work, 1.0), 1) if work else 0
+        files = f"{self.files_done}/{self.total}" if self.total is not None else f"{self.files_done}"
+        rate = self.audio_done / max(elapsed, 1e-9)
+        self.bar.set_postfix_str(
+            f"{self.bar.n:.0f}% | {files} files, {self.audio_done / 3600:.3f} h of audio ({rate:.0f} h/h) | "
+            f"{tqdm.format_interval(elapsed)} elapsed, ETA {'?' if eta is None else tqdm.format_interval(eta)}"
+        )
+
+    def close(self) -> None:
+        self.show()
+        self.bar.close()
