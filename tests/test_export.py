@@ -169,7 +169,15 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
     sf.write(tmp_path / "a.wav", padded_batch([8000])[0][0], 16000)
     assert (
         main(
-            ["predict", "--model", str(output), "--output", str(tmp_path / "out.csv"), str(tmp_path / "a.wav"), "--quiet"]
+            [
+                "predict",
+                "--model",
+                str(output),
+                "--output",
+                str(tmp_path / "out.csv"),
+                str(tmp_path / "a.wav"),
+                "--quiet",
+            ]
         )
         == 0
     )  # an .onnx file runs on the onnx backend without --backend, and the notice comes at the default level

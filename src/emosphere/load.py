@@ -62,16 +62,18 @@ def load_backend(
                 model,
                 loaded.quantization,
             )
+        count: int | str = threads or "onnxruntime's default"
     else:
+        import torch
+
         from .model import EmoSphereSER
 
         loaded = TorchBackend(EmoSphereSER.from_pretrained(model, device=device), device, precision)
         if threads and device == "cpu":
-            import torch
-
             torch.set_num_threads(threads)
+        count = torch.get_num_threads()
     if chosen:
-        log.info("%d CPU thread(s) for the model: %s (--threads to choose)", threads, chosen)
+        log.info("CPU threads of the model: %s (%s; --threads to choose)", count, chosen)
     return loaded
 
 
