@@ -34,12 +34,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
+    from emosphere.backends import OnnxBackend, TorchBackend
+    from emosphere.engine import Options, Prediction, Predictor, file_values
     from emosphere.evaluate import score
     from emosphere.export import QUANTIZED_OPS, export_onnx, quantize_onnx
-    from emosphere.inference import Prediction, TorchBackend, file_values, predict_sources
     from emosphere.labels import Corpus, prepare_labels, split
     from emosphere.model import EmoSphereSER
-    from emosphere.runtime import OnnxModel
 
     model = EmoSphereSER.from_pretrained(args.model)
     rows = split(prepare_labels(Corpus.at(args.corpus), model.regions, progress=False), args.split)
@@ -49,13 +49,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", op_types=op_types)
         backends = {
             "pytorch fp32": TorchBackend(model),
-            "onnxruntime fp32": OnnxModel.load(fp32),
-            "onnxruntime int8": OnnxModel.load(int8),
+            "onnxruntime fp32": OnnxBackend.load(fp32),
+            "onnxruntime int8": OnnxBackend.load(int8),
         }
         sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
         values, metrics = {}, {}
         for name, backend in backends.items():
-            results = list(predict_sources(backend, rows["path"].tolist(), batch_size=args.batch_size))
+            predictor = Predictor(backend, Options(batch_size=args.batch_size))
+            results = list(predictor.stream(enumerate(rows["path"].tolist())))
             assert all(isinstance(r, Prediction) for r in results), "every file of the split must be predicted"
             avd, probs = file_values(results)
             values[name] = 1 + 6 * np.clip(avd, 0, 1)

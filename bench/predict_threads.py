@@ -7,6 +7,8 @@ prediction itself ("predicted in X s": after the model has loaded). Settings:
 * ``default``: no ``--threads`` (emosphere.threads: passive OpenMP waiting,
   the engine's thread count unless fewer cores are usable);
 * ``1 thread`` and ``all cores`` (``--threads N``), passive waiting too;
+* ``+1 decoder``: the default with one thread that decodes audio ahead of
+  the model (``--workers 1``; the default is 0);
 * ``before``: the default before issue 19, the engine's thread count with
   OpenMP's own wait policy (``OMP_WAIT_POLICY`` set empty, which libgomp
   ignores, so the command's passive default does not apply).
@@ -46,6 +48,7 @@ def settings(cores: int) -> dict[str, tuple[list[str], dict[str, str]]]:
         "default": ([], {}),
         "1 thread": (["--threads", "1"], {}),
         f"all cores ({cores})": (["--threads", str(cores)], {}),
+        "+1 decoder": (["--workers", "1"], {}),
         "before": ([], {"OMP_WAIT_POLICY": ""}),
     }
 
@@ -58,7 +61,7 @@ def run_once(model: str, clips: Path, extra: list[str], env: dict[str, str]) -> 
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, check=False)
     found = re.search(r"predicted in ([0-9.]+) s", done.stdout)
     if done.returncode != 0 or not found:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+        raise SystemExit(f"{' '.join(command)} failed (exit code {done.returncode}):\n{done.stdout}\n{done.stderr}")
     threads = re.search(r"CPU threads of the model: (\S+) \((.*); --threads to choose\)", done.stderr)
     return float(found.group(1)), f"{threads.group(1)} ({threads.group(2)})" if threads else ""
 

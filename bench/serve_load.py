@@ -15,14 +15,25 @@ The default model is a randomly initialised WavLM of base size with style
 pooling and the octant head, as in bench/predict_speed.py (speed does not
 depend on the weights). See docs/benchmarks.md.
 
+``--fairness`` measures instead how long a 1 s clip waits while a long upload
+(``--long-seconds``, default 400 s) is in flight, on one server with the
+default settings (``--model``: a model directory, e.g. runs/demo/model):
+the clip's latency alone (median of ``--repeats``), while the long upload is
+being predicted (posted ``--head-start`` seconds before the clip), and after
+the long upload's client gave up (its request timed out after the head
+start). ``--before SRC`` runs the same on a server from another source tree
+(e.g. an earlier checkout's ``src``), side by side.
+
     HF_HUB_OFFLINE=1 .venv/bin/python bench/serve_load.py [--json figures.json]
     python bench/serve_load.py --hidden 64 --layers 2 --requests 16        # a quick check
+    python bench/serve_load.py --fairness --model runs/demo/model --before /tmp/main/src
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -52,8 +63,11 @@ def wav(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def start_server(model_dir: Path, options: list[str], batch_size: int) -> tuple[subprocess.Popen, str]:
-    """``emosphere serve`` on a free loopback port, and its address once it answers /health."""
+def start_server(
+    model_dir: Path, options: list[str], batch_size: int, src: str | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``emosphere serve`` (from the source tree ``src``, default the one installed) on a free loopback
+    port, and its address once it answers /health."""
     import httpx
 
     command = [
@@ -71,7 +85,8 @@ def start_server(model_dir: Path, options: list[str], batch_size: int) -> tuple[
         str(batch_size),
         *options,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {**os.environ, "PYTHONPATH": src} if src else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     found = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
     # The access log goes on to stdout: drain it, or a full pipe blocks the server after ~1,000 requests.
     threading.Thread(target=process.stdout.read, daemon=True).start()
@@ -170,6 +185,77 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def clip_latency(address: str, clip: bytes, long: bytes | None, head_start: float, gone: bool) -> float:
+    """Seconds to answer ``clip``, posted ``head_start`` s after ``long`` (when given); with ``gone``,
+    the long upload's client gives up (times out) at the head start, before the clip is posted."""
+    import httpx
+
+    def post_long() -> None:
+        with contextlib.suppress(httpx.TimeoutException):
+            httpx.post(f"{address}/predict", files={"file": ("long.wav", long)}, timeout=head_start if gone else 600)
+
+    sender = threading.Thread(target=post_long)
+    if long is not None:
+        sender.start()
+        time.sleep(head_start)
+        if gone:
+            sender.join()
+    start = time.perf_counter()
+    response = httpx.post(f"{address}/predict", files={"file": ("clip.wav", clip)}, timeout=600)
+    seconds = time.perf_counter() - start
+    if response.status_code != 200:
+        raise SystemExit(f"the clip was answered {response.status_code}: {response.text}")
+    if long is not None:
+        sender.join()
+    return seconds
+
+
+def fairness(args: argparse.Namespace) -> dict[str, Any]:
+    """The clip's latency alone, behind a long upload, and behind one whose client went away."""
+    clip = wav(make_audio(1, 1.0, 1.0, args.seed)[0][:SAMPLE_RATE])
+    long = wav(make_audio(1, args.long_seconds, args.long_seconds, args.seed + 1)[0])
+    trees = {"before": args.before, "after": None} if args.before else {"after": None}
+    results: dict[str, dict[str, Any]] = {}
+    for label, src in trees.items():
+        process, address = start_server(Path(args.model), args.options.split(), args.batch_size, src)
+        try:
+            clip_latency(address, clip, None, 0, False)  # warm-up
+            cases = {"alone": (None, False), "long in flight": (long, False), "long's client gone": (long, True)}
+            results[label] = {}
+            for case, (other, gone) in cases.items():
+                times = [clip_latency(address, clip, other, args.head_start, gone) for _ in range(args.repeats)]
+                results[label][case] = {
+                    "median_s": round(float(np.median(times)), 3),
+                    "all_s": [round(t, 3) for t in times],
+                }
+            alone = results[label]["alone"]["median_s"]
+            for case in ("long in flight", "long's client gone"):
+                results[label][case]["vs_alone"] = round(results[label][case]["median_s"] / alone, 2)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs; server and clients on the same machine",
+        "load_average_at_end": round(os.getloadavg()[0], 2),
+        "model": args.model,
+        "long_seconds": args.long_seconds,
+        "head_start_s": args.head_start,
+        "results": results,
+    }
+
+
+def report_fairness(figures: dict[str, Any]) -> None:
+    print(
+        f"a 1 s clip behind a {figures['long_seconds']:g} s upload posted {figures['head_start_s']:g} s before it; "
+        f"model {figures['model']}\n{figures['machine']}; load average {figures['load_average_at_end']}"
+    )
+    print(f"{'server':<8} {'case':<20} {'median s':>9} {'vs alone':>9}  all s")
+    for label, cases in figures["results"].items():
+        for case, row in cases.items():
+            ratio = f"{row['vs_alone']:.2f}x" if "vs_alone" in row else ""
+            print(f"{label:<8} {case:<20} {row['median_s']:>9.3f} {ratio:>9}  {row['all_s']}")
+
+
 def report(figures: dict[str, Any]) -> None:
     print(
         f"{figures['model']}; {figures['clips']} (mean {figures['audio_seconds_per_request']} s)\n"
@@ -200,9 +286,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--fairness", action="store_true", help="measure a short clip behind a long upload instead")
+    parser.add_argument("--model", help="with --fairness: the model directory the server runs")
+    parser.add_argument("--before", help="with --fairness: also run a server from this source tree (its src)")
+    parser.add_argument("--long-seconds", type=float, default=400.0, help="with --fairness: the long upload (400)")
+    parser.add_argument("--head-start", type=float, default=2.0, help="with --fairness: seconds before the clip (2)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --fairness: clips per case (default 3)")
+    parser.add_argument("--options", default="", help="with --fairness: more options of the servers, e.g. '--lanes 1'")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the servers inherit it: idle threads sleep
 
+    if args.fairness:
+        if not args.model:
+            parser.error("--fairness needs --model")
+        figures = fairness(args)
+        report_fairness(figures)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        return figures
     figures = measure(args)
     report(figures)
     if figures["max_abs_difference_between_modes"] > PARITY:
