@@ -220,8 +220,8 @@ def test_progress_comes_with_the_first_batch_and_its_eta_follows_the_audio(monke
         def __init__(self, total, *, enabled):
             super().__init__(total, enabled=enabled, clock=clock)
 
-        def show(self):
-            super().show()
+        def show(self, refresh=True):
+            super().show(refresh)
             shown.append((clock.now, self.work_done, self.eta()))
 
     monkeypatch.setattr(engine, "Meter", Watched)

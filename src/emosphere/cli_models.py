@@ -12,6 +12,7 @@ from .cli_options import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_model,
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Declare the four commands and their options (long: every option is declared once, here)."""
     p = commands.add_parser(
         "predict",
         help="predict arousal, valence, dominance (and region) for audio files",

@@ -37,7 +37,7 @@ class Meter:
         self.started = self.shown = clock()
         self.files_known = self.files_done = 0
         self.work_known = self.work_done = self.audio_done = 0.0
-        self.bar = tqdm(total=100, desc="predict", disable=not enabled, bar_format="{desc}: {bar} {postfix}")
+        self.bar = tqdm(total=100, disable=not enabled, bar_format="predict: {bar} {desc}")
 
     def known(self, files: int, work: float) -> None:
         """``files`` more sources were decoded, whose windows hold ``work`` seconds."""
@@ -70,17 +70,18 @@ class Meter:
             return None
         return max(self.work - self.work_done, 0.0) * elapsed / self.work_done
 
-    def show(self) -> None:
+    def show(self, refresh: bool = True) -> None:
         self.shown = self.clock()
         elapsed, eta, work = self.shown - self.started, self.eta(), self.work
         self.bar.n = round(100 * min(self.work_done / work, 1.0), 1) if work else 0
         files = f"{self.files_done}/{self.total}" if self.total is not None else f"{self.files_done}"
         rate = self.audio_done / max(elapsed, 1e-9)
-        self.bar.set_postfix_str(
+        self.bar.set_description_str(
             f"{self.bar.n:.0f}% | {files} files, {self.audio_done / 3600:.3f} h of audio ({rate:.0f} h/h) | "
-            f"{tqdm.format_interval(elapsed)} elapsed, ETA {'?' if eta is None else tqdm.format_interval(eta)}"
+            f"{tqdm.format_interval(elapsed)} elapsed, ETA {'?' if eta is None else tqdm.format_interval(eta)}",
+            refresh=refresh,
         )
 
     def close(self) -> None:
-        self.show()
+        self.show(refresh=False)  # closing draws it
         self.bar.close()

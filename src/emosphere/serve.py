@@ -43,6 +43,7 @@ import itertools
 import logging
 import math
 import socket
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib.resources import files
@@ -233,11 +234,23 @@ async def explain_multipart(request: Request, error: Exception) -> Response:
     return await http_exception_handler(request, error)
 
 
+async def unless_gone(request: Request, future: Future) -> Prediction | None:
+    """The result of ``future``, or None when the client disconnects first: the future is then
+    cancelled, and the batcher drops the windows of its upload not yet run."""
+    waiting = asyncio.wrap_future(future)
+    while not (await asyncio.wait({waiting}, timeout=DISCONNECT_POLL))[0]:
+        if await request.is_disconnected():
+            future.cancel()
+            return None
+    return waiting.result()
+
+
 # --- the application ---------------------------------------------------------------------------
 
 
 def create_app(predictor: Predictor, settings: Settings | None = None, model_name: str = "model") -> FastAPI:
-    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application."""
+    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application.
+    (Long: the routes are closures over the predictor, the batcher and the settings.)"""
     settings = settings or Settings()
     batcher = Batcher(
         predictor, lanes=settings.lanes, batch_wait=settings.batch_wait, cross_request=settings.cross_request,
@@ -319,12 +332,10 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
             future = batcher.submit(item)
         except Busy:
             raise HTTPException(503, f"{batcher.pending} uploads are waiting for the model; retry later") from None
-        waiting = asyncio.wrap_future(future)
-        while not (await asyncio.wait({waiting}, timeout=DISCONNECT_POLL))[0]:
-            if await request.is_disconnected():
-                future.cancel()  # its windows not yet run are dropped
-                return JSONResponse({"detail": "the client went away"}, status_code=GONE)
-        return await run_in_threadpool(as_json, waiting.result(), predictor)
+        prediction = await unless_gone(request, future)
+        if prediction is None:
+            return JSONResponse({"detail": "the client went away"}, status_code=GONE)
+        return await run_in_threadpool(as_json, prediction, predictor)
 
     return app
 
