@@ -10,7 +10,11 @@ twice) and estimates the ETA from them:
   read lazily, so their durations are not known);
 * work done: the windows of the batches run so far, updated after every batch,
   so the first figures come while the first pool of sources is under way;
-* ETA = (work known and estimated - work done) / (work done / time so far).
+* time: the time spent decoding (until a pool is decoded) and the time spent
+  in the model (until a batch is done) are counted apart, since a pool of
+  sources is decoded before its first batch runs;
+* ETA = the work left at the model's rate so far, plus the sources left to
+  decode at the decoding rate so far.
 
 The bar is redrawn after a batch at most every :data:`REFRESH_SECONDS` (and
 always for the first batch), so a log file does not fill with lines.
@@ -34,7 +38,9 @@ class Meter:
     def __init__(self, total: int | None, *, enabled: bool, clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
         self.clock = clock
-        self.started = self.shown = clock()
+        self.started = self.shown = self.last = clock()
+        self.decoding = self.modelling = 0.0
+        """Seconds spent until a pool was decoded, and until a batch was done."""
         self.files_known = self.files_done = 0
         self.work_known = self.work_done = self.audio_done = 0.0
         self.bar = tqdm(total=100, disable=not enabled, bar_format="predict: {bar} {desc}")
@@ -43,11 +49,13 @@ class Meter:
         """``files`` more sources were decoded, whose windows hold ``work`` seconds."""
         self.files_known += files
         self.work_known += work
+        self.decoding += self._lap()
 
     def batch(self, lengths: Iterable[int]) -> None:
         """A batch of windows of these lengths (16 kHz samples) was run."""
         first = self.work_done == 0
         self.work_done += sum(map(int, lengths)) / SAMPLE_RATE
+        self.modelling += self._lap()
         if first or self.clock() - self.shown >= REFRESH_SECONDS:
             self.show()
 
@@ -63,12 +71,19 @@ class Meter:
             return self.work_known
         return self.work_known * self.total / self.files_known
 
+    def _lap(self) -> float:
+        """Seconds since the last event (a pool decoded, a batch done); a new lap starts."""
+        now = self.clock()
+        lap, self.last = now - self.last, now
+        return lap
+
     def eta(self) -> float | None:
-        """Seconds until the run ends, at the rate so far; None before any work is done."""
-        elapsed = self.clock() - self.started
-        if self.work_done <= 0 or elapsed <= 0:
+        """Seconds until the run ends, at the rates so far; None before any work is done."""
+        if self.work_done <= 0:
             return None
-        return max(self.work - self.work_done, 0.0) * elapsed / self.work_done
+        model = max(self.work - self.work_done, 0.0) * self.modelling / self.work_done
+        files_left = max((self.total or 0) - self.files_known, 0)
+        return model + (files_left * self.decoding / self.files_known if self.files_known else 0.0)
 
     def show(self, refresh: bool = True) -> None:
         self.shown = self.clock()
