@@ -147,8 +147,11 @@ class Batcher:
             self.requests += sum(not job.future.cancelled() for job in done)
             self._changed.notify_all()
         for job in done:
-            if job.future.set_running_or_notify_cancel():
+            if not job.future.set_running_or_notify_cancel():
+                continue  # cancelled: nobody waits for it
+            try:
                 if error is not None:
-                    job.future.set_exception(error)
-                else:
-                    job.future.set_result(self.predictor.collect([job.item], job.outputs)[0])
+                    raise error
+                job.future.set_result(self.predictor.collect([job.item], job.outputs)[0])
+            except Exception as failure:  # noqa: BLE001 - the request's answer, never the lane's end
+                job.future.set_exception(failure)
