@@ -45,7 +45,7 @@ $(DEMO_CORPUS)/Labels/labels_consensus.csv: | setup
 
 demo: setup $(DEMO_CORPUS)/Labels/labels_consensus.csv
 	$(BIN)/emosphere train --config recipes/demo/tiny.yaml data.corpus=$(DEMO_CORPUS) output_dir=$(DEMO_DIR) --no-eval $(DEMO_ARGS)
-	$(BIN)/emosphere evaluate --model $(DEMO_DIR)/model --split Test1 --output $(DEMO_DIR) --quiet
+	$(BIN)/emosphere evaluate --model $(DEMO_DIR)/model --split Test1 --quiet
 
 test: setup chromium
 	$(BIN)/python -m pytest -q

@@ -38,6 +38,12 @@ class ConstantBackend:
     min_samples = 400
     window_seconds = 12.0
 
+    @property
+    def regions(self):
+        from emosphere.sphere import RegionSet
+
+        return RegionSet("octant")
+
     def __call__(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.full((len(lengths), 3), 0.5, np.float32), np.zeros((len(lengths), len(REGIONS)), np.float32)
 

@@ -41,7 +41,7 @@ from typing import Any
 import benchlib
 import numpy as np
 
-SUMMARY = re.compile(r": (\d+) source\(s\), ([\d.]+) h of audio, in ([\d.]+) s")
+SUMMARY = re.compile(r": (\d+) source\(s\), ([\d.]+) h of audio predicted in ([\d.]+) s")
 
 
 def settings(args: argparse.Namespace) -> list[tuple[str, int, int | None]]:
@@ -78,7 +78,7 @@ def run(
         str(output),
         "--batch-size",
         str(args.batch_size),
-        "--num-workers",
+        "--workers",
         str(args.workers),
         "--quiet",
         "--backend",

@@ -51,11 +51,13 @@ def wav(samples: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def launch(model_dir: Path, options: list[str], batch_size: int) -> subprocess.Popen:
-    """``emosphere serve`` on a free loopback port, starting in the background."""
+def launch(model_dir: Path, options: list[str], batch_size: int, src: str | None = None) -> subprocess.Popen:
+    """``emosphere serve`` (from the source tree ``src``, default the one installed) on a free loopback
+    port, starting in the background."""
     command = [sys.executable, "-m", "emosphere.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1"]
     command += ["--port", "0", "--batch-size", str(batch_size), *options]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {**os.environ, "PYTHONPATH": src} if src else None
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
 
 def address(process: subprocess.Popen) -> str:

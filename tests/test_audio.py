@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -25,17 +27,25 @@ def test_load_keeps_only_the_start(tmp_path):
     assert len(audio.load(tmp_path / "long.wav", max_seconds=1.5)) == 24000
 
 
-@pytest.mark.parametrize("content", [b"", b"not audio at all"])
-def test_unreadable_file_names_the_file(tmp_path, content):
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "broken.wav: empty file (0 bytes)"), (b"not audio at all", "broken.wav: cannot read audio (Format")],
+)
+def test_unreadable_file_names_the_file_and_says_why_in_plain_words(tmp_path, content, message):
     path = tmp_path / "broken.wav"
     path.write_bytes(content)
-    with pytest.raises(audio.AudioError, match="broken.wav"):
+    with pytest.raises(audio.AudioError, match=re.escape(f"{tmp_path}/{message}")):
         audio.load(path)
 
 
-def test_missing_file_names_the_file(tmp_path):
-    with pytest.raises(audio.AudioError, match="nowhere.wav"):
+def test_missing_file_is_not_found_and_audio_without_samples_is_empty(tmp_path):
+    with pytest.raises(audio.AudioError, match=re.escape(f"{tmp_path}/nowhere.wav: not found")):
         audio.load(tmp_path / "nowhere.wav")
+    sf.write(tmp_path / "header.wav", np.zeros((0, 1), np.float32), 16000)
+    with pytest.raises(audio.AudioError, match=re.escape(f"{tmp_path}/header.wav: empty audio (0 samples)")):
+        audio.load(tmp_path / "header.wav")
+    with pytest.raises(audio.AudioError, match=re.escape("empty audio (0 samples)")):
+        audio.check_length(np.zeros(0, np.float32), 400)  # an array, as an upload is
 
 
 def test_windows_cover_the_signal():

@@ -28,7 +28,10 @@ def bench(monkeypatch):
     return importlib.import_module
 
 
-@pytest.mark.parametrize("name, key", [("serve_load", "results"), ("data_scale", "results"), ("predict_memory", None)])
+@pytest.mark.parametrize(
+    "name, key",
+    [("serve_load", "results"), ("serve_fairness", "results"), ("data_scale", "results"), ("predict_memory", None)],
+)
 def test_a_bench_script_runs_in_its_tiny_mode(bench, tmp_path, name, key):
     figures = bench(name).main(["--tiny", "--json", str(tmp_path / "figures.json")])
     written = json.loads((tmp_path / "figures.json").read_text())

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -117,6 +119,30 @@ MISTAKES = [
         "trainer: Lightning rejects these settings",
     ),
     (["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "--resume"], "--resume: no checkpoint"),
+    (
+        ["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "model.encoder.config.hidden_size=95"],
+        "model.encoder.config: hidden_size 95 is not divisible by num_attention_heads 4",
+    ),
+    (
+        [
+            "train",
+            "--config",
+            TINY,
+            "output_dir={run}",
+            "data.corpus={corpus}",
+            "model.encoder.config.num_conv_pos_embedding_groups=5",
+        ],
+        "hidden_size 96 is not divisible by num_conv_pos_embedding_groups 5",
+    ),
+    (
+        ["train", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "model.encoder.config.conv_dim=[64]"],
+        "model.encoder.config: cannot get the encoder config of 'wavlm-tiny' (Class validation error for validator "
+        "'validate_architecture': ValueError: Configuration for convolutional layers is incorrect.",
+    ),
+    (
+        ["check", "--config", TINY, "output_dir={run}", "data.corpus={corpus}", "model.attention_heads=5"],
+        "model: pooling and heads do not fit the encoder (dim 96 is not divisible by 5 heads)",
+    ),
     (["train", "--config", TINY, "output_dir={run}", "data.corpus={broken}"], "2 problem(s) block training"),
     (["check", "--corpus", "{broken}", "--quiet"], "2 problem(s) block training"),
     (["check", "--corpus", "{run}", "--quiet"], "audio folder not found"),
@@ -148,14 +174,17 @@ MISTAKES = [
     (["demo-corpus", "--output", "{run}", "--n-train", "-5"], "--n-train: must be >= 0"),
     (["demo-corpus", "--n-train", "5"], "give the output folder"),
     (["evaluate", "--model", "{corpus}"], "not an emosphere model directory"),
+    (["predict", "--model", "{trained}", "--output", "{run}/p.csv", "a.wav"], "a training run directory; its model is"),
     (["trian"], "invalid choice: 'trian'"),
 ]
 
 
 @pytest.mark.parametrize("argv, message", MISTAKES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
-def test_user_mistakes_are_one_line_exit_2_and_write_nothing(argv, message, corpus, broken_corpus, tmp_path, capsys):
+def test_user_mistakes_are_one_line_exit_2_and_write_nothing(
+    argv, message, corpus, broken_corpus, trained_run, tmp_path, capsys
+):
     run = tmp_path / "run"
-    argv = [a.format(run=run, corpus=corpus, broken=broken_corpus) for a in argv]
+    argv = [a.format(run=run, corpus=corpus, broken=broken_corpus, trained=trained_run) for a in argv]
     try:
         code = main(argv)
     except SystemExit as exited:  # argparse's usage errors
@@ -189,3 +218,17 @@ def test_check_with_a_config_runs_the_training_preflight(corpus, tmp_path, capsy
     assert main(["check", "--config", TINY, f"data.corpus={corpus}", f"output_dir={tmp_path / 'run'}", "--quiet"]) == 0
     assert "Development" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["predict", "--help"], ["serve", "--help"], ["train", "--help"], ["train", "trainer.max_epoch=2"]],
+)
+def test_help_and_config_mistakes_answer_without_loading_torch(argv):
+    # torch, transformers and lightning take seconds to import: only the commands that run a model load them
+    script = (
+        "import sys\nfrom emosphere.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print([m for m in ('torch', 'transformers', 'lightning') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -9,6 +9,8 @@ from emosphere import engine
 from emosphere.engine import Failure, Item, Options, Prediction, Predictor, Windowing, aggregate, assemble, file_values
 from emosphere.errors import UserError
 from emosphere.inputs import ArraySource
+from emosphere.schema import describe
+from emosphere.sphere import OCTANT_NAMES, RegionSet
 
 SR = 16000
 
@@ -17,6 +19,7 @@ class Recorder:
     """A backend whose A/V/D is the mean, last sample and length of each window; records the batches."""
 
     region_names: ClassVar[list[str]] = ["low", "high"]
+    regions = RegionSet("octant")
     min_samples = 400
     window_seconds = 12.0
 
@@ -76,9 +79,10 @@ def test_a_table_has_the_file_row_then_its_windows():
     assert table.level.tolist() == ["file", "window", "window", "window", "file"]
     assert table[["start", "end"]].to_numpy().tolist() == [[0, 20], [0, 12], [6, 18], [8, 20], [0, 1]]
     assert table.columns[:4].tolist() == ["file", "level", "start", "end"]
-    assert {"arousal", "arousal_unit", "r", "theta", "phi", "region", "p_low", "p_high"} <= set(table)
+    assert {"arousal", "arousal_unit", "r", "theta", "phi", "silent", "region_point", "region_classifier", "p_low",
+            "p_high"} <= set(table)  # fmt: skip
     assert table.arousal.between(1, 7).all() and table.attrs["errors"] == []
-    assert table.region.tolist() == ["high"] * 5
+    assert table.region_classifier.tolist() == ["high"] * 5
 
 
 def test_the_window_is_the_model_s_training_crop_and_the_hop_half_of_it():
@@ -165,3 +169,77 @@ def test_no_windows_group_into_no_predictions_and_no_file_values():
     assert assemble(empty, np.zeros((0, 2), np.int64), np.zeros((0, 3)), None, {}) == {}
     avd, probs = file_values([])
     assert avd.shape == (0, 3) and probs is None
+
+
+def test_silence_is_flagged_per_row_and_logged(caplog):
+    quiet = ArraySource("quiet", np.zeros(30 * SR, np.float32), SR)
+    half = np.zeros(30 * SR, np.float32)
+    half[20 * SR :] = 0.1 * np.sin(np.arange(10 * SR) / 5)  # speech energy in the last 10 s only
+    table = Predictor(Recorder()).table([quiet, ArraySource("half", half, SR), ramp(1.0)])
+    rows = table.set_index(["file", "start"]).silent
+    assert rows["quiet"].all()
+    assert rows["half"].tolist() == [False, True, True, False, False]  # the file, then windows from 0, 6, 12, 18 s
+    assert not rows["ramp1.0"].any()
+    assert [r.getMessage() for r in caplog.records if "silent" in r.getMessage()] == [f"quiet: {engine.SILENT}"]
+    assert "-60 dBFS" in engine.SILENT
+
+
+def test_the_point_s_region_and_the_classifier_s_are_named_apart():
+    # a point in IV (A+ V- D+) whose classifier says I: both answers, each under its own name
+    probs = np.zeros((1, 8))
+    probs[0, 0] = 1.0
+    table = describe(np.array([[0.9, 0.2, 0.8]]), probs, list(OCTANT_NAMES), RegionSet("octant"))
+    assert table[["region_point", "region_classifier"]].iloc[0].tolist() == ["IV", "I"]
+    without_head = describe(np.array([[0.1, 0.9, 0.1]]), None, [], RegionSet("sphere90"))
+    assert (
+        "region_classifier" not in without_head
+        and without_head.region_point[0]
+        == RegionSet("sphere90").class_names[RegionSet("sphere90").assign(np.array([1.6, 6.4, 1.6]))]
+    )
+
+
+class Clock:
+    """A clock that only the test moves."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_comes_with_the_first_batch_and_its_eta_follows_the_audio(monkeypatch):
+    clock, shown = Clock(), []
+
+    class Timed(Recorder):
+        def __call__(self, waveform, lengths):  # 1 s per 10 s of audio in the batch
+            clock.now += lengths.sum() / SR / 10
+            return super().__call__(waveform, lengths)
+
+    class Watched(engine.Meter):
+        def __init__(self, total, *, enabled):
+            super().__init__(total, enabled=enabled, clock=clock)
+
+        def show(self, refresh=True):
+            super().show(refresh)
+            shown.append((clock.now, self.work_done, self.eta()))
+
+    monkeypatch.setattr(engine, "Meter", Watched)
+    decode = engine.load_source
+
+    def slow_decode(source):  # decoding takes time too: 1 s per 100 s of audio
+        samples = decode(source)
+        clock.now += len(samples) / SR / 100
+        return samples
+
+    monkeypatch.setattr(engine, "load_source", slow_decode)
+    rng = np.random.default_rng(1)
+    seconds = np.concatenate([rng.uniform(0.5, 3, 150), rng.uniform(20, 60, 10)])  # long files here and there
+    sources = [ramp(round(s, 2), offset=i) for i, s in enumerate(rng.permutation(seconds))]
+    results = Predictor(Timed(), Options(batch_size=4)).stream(enumerate(sources), total=len(sources), progress=True)
+    next(results)
+    assert shown and shown[0][1] > 0  # shown after the first batch, while the first pool is under way
+    list(results)
+    end, work = clock.now, shown[-1][1]
+    at_tenth = next(entry for entry in shown if entry[1] >= 0.1 * work)
+    assert 0.5 <= at_tenth[2] / (end - at_tenth[0]) <= 2.0

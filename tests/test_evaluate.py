@@ -128,7 +128,9 @@ def test_write_evaluation_writes_the_challenge_format(evaluated, tmp_path):
     write_evaluation(metrics, predictions, tmp_path)
     assert pd.read_csv(tmp_path / "predictions.csv").columns.tolist() == ["FileName", "EmoAct", "EmoVal", "EmoDom"]
     assert json.loads((tmp_path / "metrics.json").read_text())["skipped"] == metrics["skipped"]
-    assert {"true_EmoAct", "region", "r"} <= set(pd.read_csv(tmp_path / "predictions_full.csv"))
+    assert {"true_EmoAct", "region_classifier", "region_point", "r"} <= set(
+        pd.read_csv(tmp_path / "predictions_full.csv")
+    )
 
 
 def test_onnx_prediction_runs_without_torch(model, dev, evaluated, tmp_path):

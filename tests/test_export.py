@@ -171,8 +171,6 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
         main(
             [
                 "predict",
-                "--backend",
-                "onnx",
                 "--model",
                 str(output),
                 "--output",
@@ -182,5 +180,5 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
             ]
         )
         == 0
-    )
+    )  # an .onnx file runs on the onnx backend without --backend, and the notice comes at the default level
     assert "model.onnx is quantised (int8)" in capsys.readouterr().err

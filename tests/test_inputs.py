@@ -42,7 +42,7 @@ def test_folders_manifests_and_globs(tree):
     ]
 
 
-@pytest.mark.parametrize("content, message", [("name\nx.wav\n", "column"), (None, "no such file")])
+@pytest.mark.parametrize("content, message", [("name\nx.wav\n", "column"), (None, "not found")])
 def test_usage_mistakes_name_the_input(tmp_path, content, message):
     path = tmp_path / "manifest.csv"
     if content is not None:
@@ -71,7 +71,7 @@ def test_the_stream_is_lazy(tree):
     # a list file is read as the stream is consumed, and an input further on fails only when reached
     stream = iter_inputs([tree / "a.wav", tree / "missing.wav"])
     assert next(stream) == str(tree / "a.wav")
-    with pytest.raises(InputError, match="missing.wav: no such file"):
+    with pytest.raises(InputError, match="missing.wav: not found"):
         next(stream)
     with open(tree / "list.txt", "w") as listing:
         listing.write("a.wav\n")

@@ -52,3 +52,12 @@ def test_tables_written_and_read_in_pieces(tmp_path, suffix):
         write(table.iloc[:0])
     if suffix != ".jsonl":  # a JSON lines file without rows has no columns
         assert list(read_table(empty).columns) == list(table.columns)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_text_tables_are_utf8_and_keep_names_as_they_are(tmp_path, suffix):
+    table = pd.DataFrame({"file": ["audio/café/01.wav", 'back\\slash/"quoted".wav'], "arousal": [4.5, 1.0]})
+    write_table(table, tmp_path / f"t{suffix}")
+    text = (tmp_path / f"t{suffix}").read_text(encoding="utf-8")
+    assert "audio/café/01.wav" in text  # no \/ and no \u00e9 in JSON lines
+    pd.testing.assert_frame_equal(read_table(tmp_path / f"t{suffix}"), table)

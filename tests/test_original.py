@@ -275,7 +275,7 @@ def test_imported_model_predicts_what_the_original_modules_compute(
             original_names = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII"]
             ours = [row[f"p_{name}"] for name in original_names]
             assert ours == pytest.approx(probs.tolist(), abs=1e-5)
-            assert row["region"] == original_names[int(probs.argmax())]
+            assert row["region_classifier"] == original_names[int(probs.argmax())]
     # the test can fail: the clips get different predictions, none of them clipped
     assert table["arousal"].std() > 1e-3
     assert table[["arousal", "valence", "dominance"]].stack().between(1.01, 6.99).all()

@@ -45,7 +45,7 @@ def test_regions_come_from_the_values_without_a_region_head():
     )
     truth, guess, names = region_predictions(table, RegionSet("octant"))
     assert [names[i] for i in truth] == ["I", "I"] and [names[i] for i in guess] == ["I", "VI"]
-    table["region"] = ["II", "I"]  # the region head's answer wins when there is one
+    table["region_classifier"] = ["II", "I"]  # the region head's answer wins when there is one
     assert [names[i] for i in region_predictions(table, RegionSet("octant"))[1]] == ["II", "I"]
 
 

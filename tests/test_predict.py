@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import DEVICES, LARGE_WAVLM, random_model, tiny_model, tone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emosphere import EmoSphereSER, engine
 from emosphere.backends import TorchBackend
@@ -18,6 +20,7 @@ from emosphere.config import PRECISIONS, EncoderConfig, ModelConfig
 from emosphere.engine import Options, Predictor
 from emosphere.inputs import InputError
 from emosphere.io import read_table
+from emosphere.names import readable
 from emosphere.predict import errors_path, parts_path, predict_to_file
 from emosphere.ranks import Ranks
 
@@ -109,7 +112,7 @@ def test_long_audio_gets_window_rows_and_a_duration_weighted_file_row(model, aud
     units = [c for c in table if c.endswith("_unit")]
     probs = [c for c in table if c.startswith("p_")]
     np.testing.assert_allclose(file_row[units + probs].astype(float), windows[units + probs].mean(), atol=1e-6)
-    assert file_row.region == probs[int(np.argmax(windows[probs].mean()))].removeprefix("p_")
+    assert file_row.region_classifier == probs[int(np.argmax(windows[probs].mean()))].removeprefix("p_")
     np.testing.assert_allclose(
         file_row[["arousal", "valence", "dominance"]].astype(float), 1 + 6 * file_row[units].astype(float), atol=1e-6
     )
@@ -169,7 +172,7 @@ def test_cli_skips_and_reports_bad_files_and_exits_1(model_dir, audio, tmp_path)
     assert code == 1
     table = read_table(output)
     assert sorted(table.file) == sorted(good_files(audio))  # folder searched recursively, notes.txt ignored
-    assert set(table.level) == {"file"} and table.region.notna().all()
+    assert set(table.level) == {"file"} and table.region_classifier.notna().all()
     errors = pd.read_csv(errors_path(output))
     assert list(errors.columns) == ["file", "error"] and list(errors.file) == bad
     assert "cannot read audio" in errors.error[0] and errors.error[1].startswith("too short")
@@ -459,3 +462,59 @@ def test_the_onnx_backend_without_onnxruntime_says_how_to_install_it(tmp_path, m
     error = capsys.readouterr().err.strip()
     assert "pip install 'emosphere[onnx]'" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "out.csv").exists()
+
+
+ODD_NAMES = st.binary(min_size=1, max_size=60).map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"_"))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    names=st.lists(ODD_NAMES, min_size=1, max_size=4, unique=True),
+    long=st.booleans(),
+    suffix=st.sampled_from([".csv", ".jsonl", ".parquet"]),
+)
+def test_any_file_name_the_os_allows_is_predicted_or_listed_and_the_output_is_written(
+    model, tmp_path_factory, names, long, suffix
+):
+    # Names of any bytes but "/" and NUL: not UTF-8, newlines, up to the 255-byte limit of a name.
+    folder = tmp_path_factory.mktemp("names") / "in"
+    folder.mkdir()
+    good, bad = set(), set()
+    for i, name in enumerate(names):
+        path = os.path.join(os.fsencode(folder), name + (b"\xe9" * 180 if long else b"") + b".wav")
+        with open(path, "wb") as out:
+            if i % 2:  # every other file cannot be decoded
+                out.write(b"RIFF not audio")
+            else:
+                sf.write(out, signal(SR, 0.2), SR, format="WAV")
+        (bad if i % 2 else good).add(readable(os.fsdecode(path)))
+    output = folder.parent / f"out{suffix}"
+    summary = predict_to_file(Predictor(TorchBackend(model)), [str(folder)], output)
+    assert set(read_table(output).file) == good and summary.sources == len(good)
+    errors = pd.read_csv(errors_path(output), dtype=str, keep_default_na=False) if bad else pd.DataFrame({"file": []})
+    assert set(errors.file) == bad and summary.failed == len(bad)
+    assert not parts_path(output).exists()
+
+
+def test_three_spellings_of_one_file_are_one_source_and_a_missing_one_is_not_found(
+    model_dir, audio, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(audio)
+    spellings = ["./good/../good/a.wav", "good/a.wav", f"../{audio.name}/good/a.wav", str(audio / "good" / "a.wav")]
+    (tmp_path / "list.txt").write_text(f"{audio}/good/missing.wav\n")
+    output = tmp_path / "out.csv"
+    assert main(["predict", "--model", model_dir, "--output", str(output), *spellings, str(tmp_path / "list.txt")]) == 1
+    assert list(read_table(output).file) == ["good/a.wav"]
+    errors = pd.read_csv(errors_path(output))
+    assert errors.to_dict("records") == [{"file": f"{audio}/good/missing.wav", "error": "not found"}]
+    assert f"wrote {output}: 1 source(s), " in capsys.readouterr().out
+
+
+def test_a_resumed_run_counts_every_source_of_the_output(model_dir, audio, tmp_path, capsys):
+    a, b = str(audio / "good" / "a.wav"), str(audio / "good" / "b.wav")
+    output = tmp_path / "out.jsonl"
+    assert main(["predict", "--model", model_dir, "--output", str(output), a, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", model_dir, "--output", str(output), a, b, "--resume", "--quiet"]) == 0
+    assert f"wrote {output}: 2 source(s) (1 kept from an earlier run, 1 predicted now)" in capsys.readouterr().out
+    assert f'"file":"{a}"' in output.read_text()  # JSON lines keep slashes as they are

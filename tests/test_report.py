@@ -2,9 +2,11 @@
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
+from emosphere import evaluate
 from emosphere.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -48,3 +50,14 @@ def test_report_mistakes_are_one_line(tmp_path, capsys, args, message):
 def test_a_split_that_is_not_in_the_run_is_named(trained_run, tmp_path, capsys):
     assert main(["report", str(trained_run), "--output", str(tmp_path), "--split", "Test9"]) == 2
     assert "Test9" in capsys.readouterr().err
+
+
+def test_the_demo_s_evaluation_is_the_one_its_report_reads(trained_run, tmp_path, monkeypatch):
+    # `make demo` evaluates Test1; `emosphere report runs/demo --split Test1` must not evaluate it again.
+    recipe = (Path(__file__).parents[1] / "Makefile").read_text().split("\ndemo:")[1]
+    command = next(line.split() for line in recipe.splitlines() if "emosphere evaluate" in line)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert main([arg.replace("$(DEMO_DIR)", str(run)) for arg in command[1:]]) == 0
+    monkeypatch.setattr(evaluate, "evaluate", lambda *args, **kwargs: pytest.fail("evaluated Test1 again"))
+    assert main(["report", str(run), "--output", str(tmp_path / "report"), "--split", "Test1"]) == 0

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from conftest import served, tiny_model, tone  # noqa: E402
 
 from emosphere.backends import TorchBackend  # noqa: E402
 from emosphere.cli import build_parser, main  # noqa: E402
-from emosphere.engine import Predictor  # noqa: E402
+from emosphere.engine import Options, Predictor  # noqa: E402
 from emosphere.inputs import InputError  # noqa: E402
 from emosphere.serve import Settings, create_app, listen, server  # noqa: E402
 from emosphere.sphere import DIMENSIONS  # noqa: E402
@@ -100,7 +101,8 @@ def assert_same(answer: dict, table: pd.DataFrame, region_names: list[str], atol
     assert len(rows) == len(table) and len(answer["windows"]) == (len(table) - 1)
     for row, (_, reference) in zip(rows, table.iterrows()):
         np.testing.assert_allclose([row[k] for k in NUMBERS], reference[NUMBERS].astype(float), atol=atol, rtol=0)
-        assert row["region"] == reference["region"]
+        assert row["region_classifier"] == reference["region_classifier"]
+        assert row["region_point"] == reference["region_point"] and row["silent"] == reference["silent"]
         assert list(row["region_probabilities"]) == region_names
         np.testing.assert_allclose(
             list(row["region_probabilities"].values()),
@@ -164,7 +166,7 @@ def test_concurrent_requests_are_batched_together_and_keep_their_numbers(url, mo
     [
         ("junk.wav", b"this is not audio at all " * 40, 422, "not audio that soundfile can read"),
         ("notes.txt", b"a text file, not speech\n", 422, "not audio that soundfile can read"),
-        ("empty.wav", b"", 400, "empty upload"),
+        ("empty.wav", b"", 400, "empty file (0 bytes)"),
         ("big.wav", b"\0" * (2**20 + 1), 413, "upload too large: the limit is 1 MiB"),
         (
             "long.wav",
@@ -173,7 +175,7 @@ def test_concurrent_requests_are_batched_together_and_keep_their_numbers(url, mo
             "45.0 s of audio; the limit is 40 s",
         ),
         ("short.wav", wav_bytes(np.zeros(100, np.float32), 16000), 422, "too short"),
-        ("silent.wav", wav_bytes(np.zeros((0, 1), np.float32), 16000), 422, "too short"),
+        ("header.wav", wav_bytes(np.zeros((0, 1), np.float32), 16000), 422, "empty audio (0 samples)"),
         ("nan.wav", wav_bytes(np.full(4000, np.nan, np.float32), 16000, "FLOAT"), 422, "NaN"),
         ("rate.wav", wav_bytes(np.zeros(1000, np.float32), 100), 422, "implausible sample rate 100 Hz"),
     ],
@@ -212,6 +214,7 @@ class Wrapped:
 
     def __init__(self, backend) -> None:
         self.backend, self.region_names, self.min_samples = backend, backend.region_names, backend.min_samples
+        self.regions = backend.regions
         self.window_seconds = backend.window_seconds
 
 
@@ -230,7 +233,7 @@ class Gate(Wrapped):
 
 def test_more_uploads_than_may_wait_are_answered_503(model, clips):
     gate = Gate(TorchBackend(model))
-    app = create_app(Predictor(gate), Settings(batch_wait=0.0, max_pending=1))
+    app = create_app(Predictor(gate), Settings(batch_wait=0.0, max_pending=1, lanes=1))
     address, uvicorn_server, thread = run_in_thread(app)
     clip = clips["a.wav"].read_bytes()
     try:
@@ -247,6 +250,95 @@ def test_more_uploads_than_may_wait_are_answered_503(model, clips):
     finally:
         uvicorn_server.should_exit = True
         thread.join(timeout=30)
+
+
+class Recording(Wrapped):
+    """A backend that records the window lengths of each pass and holds the first until ``release``."""
+
+    def __init__(self, backend) -> None:
+        super().__init__(backend)
+        self.passes, self.entered, self.release = [], threading.Event(), threading.Event()
+
+    def __call__(self, waveform, lengths):
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(timeout=60)
+        self.passes.append(lengths.tolist())
+        return self.backend(waveform, lengths)
+
+
+def test_a_short_upload_does_not_wait_for_the_rest_of_a_long_one(model, clips):
+    backend = Recording(TorchBackend(model))  # one lane, one window a pass: the order is the schedule's
+    app = create_app(Predictor(backend, Options(batch_size=1)), Settings(cross_request=False, lanes=1))
+    address, uvicorn_server, thread = run_in_thread(app)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            long = pool.submit(post, address, "long.wav", clips["long.wav"].read_bytes())  # 30 s: 4 windows
+            assert backend.entered.wait(timeout=60)
+            short = pool.submit(post, address, "a.wav", clips["a.wav"].read_bytes())
+            while app.state.batcher.pending < 1:  # the short one waits (the long one is in the model)
+                time.sleep(0.01)
+            backend.release.set()
+            assert short.result().status_code == long.result().status_code == 200
+        assert backend.passes == [[192000], [16000], [192000], [192000], [192000]]
+        assert_same(long.result().json(), expected(model, clips["long.wav"]), model.region_names)
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_a_short_upload_is_answered_by_the_free_lane_while_a_long_one_runs(model, clips):
+    backend = Recording(TorchBackend(model))
+    address, uvicorn_server, thread = run_in_thread(create_app(Predictor(backend), Settings()))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            long = pool.submit(post, address, "long.wav", clips["long.wav"].read_bytes())
+            assert backend.entered.wait(timeout=60)
+            short = httpx.post(f"{address}/predict", files={"file": ("a.wav", clips["a.wav"].read_bytes())}, timeout=20)
+            assert short.status_code == 200 and not long.done()
+            backend.release.set()
+            assert long.result().status_code == 200
+    finally:
+        backend.release.set()
+        uvicorn_server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_a_request_whose_client_went_away_is_dropped_with_its_windows(model, clips):
+    backend = Recording(TorchBackend(model))
+    app = create_app(Predictor(backend, Options(batch_size=1)), Settings(cross_request=False, lanes=1))
+    address, uvicorn_server, thread = run_in_thread(app)
+    batcher = app.state.batcher
+    request = httpx.Request("POST", f"{address}/predict", files={"file": ("long.wav", clips["long.wav"].read_bytes())})
+    head = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
+    try:
+        with socket.create_connection(("127.0.0.1", int(address.rsplit(":", 1)[1]))) as client:
+            client.sendall(f"POST /predict HTTP/1.1\r\n{head}\r\n".encode() + request.read())
+            assert backend.entered.wait(timeout=60)  # its first window is in the model
+        # the client has gone away
+        deadline = time.monotonic() + 30
+        while not all(job.future.cancelled() for job in batcher._jobs):
+            assert time.monotonic() < deadline, "the request was not cancelled"
+            time.sleep(0.02)
+        backend.release.set()
+        assert post(address, "a.wav", clips["a.wav"].read_bytes()).status_code == 200
+        assert backend.passes == [[192000], [16000]]  # its 3 other windows never ran
+        assert batcher.pending == 0 and batcher.requests == 1
+    finally:
+        backend.release.set()
+        uvicorn_server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_an_upload_holds_one_file_field_and_a_long_name_is_explained(url, clips):
+    clip = clips["a.wav"].read_bytes()
+    two = httpx.post(f"{url}/predict", files=[("file", ("a.wav", clip)), ("file", ("b.wav", clip))])
+    assert two.status_code == 422 and two.json()["detail"] == "one file per request: the field file was sent 2 times"
+    long = post(url, "x" * 5000 + ".wav", clip)
+    assert long.status_code == 400
+    assert "Maximum header size exceeded" in long.json()["detail"] and "file name" in long.json()["detail"]
+    named = post(url, "é" * 120 + ".wav", clip)  # 244 bytes: the longest names file systems allow
+    assert named.status_code == 200 and named.json()["file"] == "é" * 120 + ".wav"
 
 
 class FailsOnce(Wrapped):
@@ -424,12 +516,30 @@ def test_the_page_shows_the_values_of_an_uploaded_clip(browser, url, clips, tmp_
     page.wait_for_selector("#result:not([hidden])", timeout=60_000)
     for name in DIMENSIONS:
         assert page.text_content(f"#{name}-value") == f"{answer[name]:.2f}"
-    assert page.text_content("#region-value") == answer["region"]
+    assert page.text_content("#region-value") == answer["region_classifier"]
+    assert page.text_content("#region-point") == answer["region_point"]
     assert page.text_content("#result-file") == "long.wav"
     assert page.is_visible("#sphere-point")
     assert page.is_visible("#timeline") and page.locator("#chart polyline").count() == 3
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_page_names_both_regions_and_says_when_they_disagree_or_the_audio_is_silent(browser, url, clips):
+    answer = post(url, "a.wav", clips["a.wav"].read_bytes()).json()
+    answer.update(region_point="IV", region_classifier="I", silent=True)  # as the field report's clip
+    page = browser.new_page()
+    page.route("**/predict", lambda route: route.fulfill(json=answer))
+    page.goto(f"{url}/")
+    page.set_input_files("#file", str(clips["a.wav"]))
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.text_content("#region-point") == "IV" and page.text_content("#region-value") == "I"
+    assert page.is_visible("#region-note") and "disagree" in page.text_content("#region-note")
+    assert page.is_visible("#silent-note")
+    answer.update(file="b.flac", region_point="I", silent=False)
+    page.set_input_files("#file", str(clips["b.flac"]))
+    page.wait_for_function("document.getElementById('result-file').textContent === 'b.flac'")
+    assert not page.is_visible("#region-note") and not page.is_visible("#silent-note")
 
 
 def test_the_page_records_the_microphone_and_sends_readable_wav(browser, url):
@@ -452,3 +562,23 @@ def test_the_page_shows_why_an_upload_was_refused(browser, url, tmp_path):
     page.set_input_files("#file", str(tmp_path / "notes.txt"))
     page.wait_for_selector("#status.error")
     assert "(422)" in page.text_content("#status") and "not audio" in page.text_content("#status")
+
+
+def test_lanes_inside_exact_fp32_keep_tf32_off_until_the_last_one_leaves():
+    import torch
+
+    from emosphere.backends import exact_fp32
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_tf32
+    try:
+        matmul.allow_tf32 = True
+        first, second = exact_fp32(), exact_fp32()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # one lane done while the other still runs
+        assert matmul.allow_tf32 is False
+        second.__exit__(None, None, None)
+        assert matmul.allow_tf32 is True
+    finally:
+        matmul.allow_tf32 = before

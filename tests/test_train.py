@@ -1,6 +1,7 @@
 """A short training run on a generated MSP-Podcast-layout corpus, through the CLI."""
 
 import json
+import logging
 import math
 import os
 import signal
@@ -22,8 +23,9 @@ from emosphere.cli import main
 from emosphere.config import ConfigError, RunConfig, load_config
 from emosphere.labels import Corpus, prepare_labels
 from emosphere.model import EmoSphereSER
+from emosphere.rundir import RunDir
 from emosphere.sphere import RegionSet
-from emosphere.train import AtomicCheckpointIO, EmoSphereData, EmoSphereTask
+from emosphere.train import AtomicCheckpointIO, EmoSphereData, EmoSphereTask, build_trainer
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,9 @@ def test_evaluate_writes_metrics_and_challenge_predictions(run, corpus, tmp_path
     assert len(predictions) == metrics["n"]
     assert predictions[["EmoAct", "EmoVal", "EmoDom"]].stack().between(1, 7).all()
     full = pd.read_csv(tmp_path / "predictions_full.csv")
-    assert {"arousal_unit", "r", "theta", "phi", "region", "p_I", "true_EmoAct"} <= set(full.columns)
+    assert {"arousal_unit", "r", "theta", "phi", "region_classifier", "region_point", "p_I", "true_EmoAct"} <= set(
+        full.columns
+    )
 
 
 def test_resume_continues_from_the_last_checkpoint(run, corpus, tmp_path):
@@ -385,3 +389,11 @@ def test_three_cuda_steps_of_a_wavlm_large_shaped_model_train_and_resume(
     assert all(torch.isfinite(value).all() for value in final.values())
     assert any(key.startswith("encoder.model.encoder.layers.1.") for key in changed), changed
     assert any(key.startswith("regression_head.") for key in changed), changed
+
+
+def test_training_shows_lightning_s_lines_but_not_its_advertisements(tmp_path, caplog):
+    config = RunConfig()
+    config.trainer.accelerator, config.trainer.devices = "cpu", "1"
+    with caplog.at_level(logging.INFO):
+        build_trainer(config, RunDir(tmp_path))
+    assert "GPU available" in caplog.text and "Tip" not in caplog.text

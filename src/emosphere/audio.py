@@ -19,12 +19,22 @@ import soxr
 
 from .errors import UserError, first_line
 from .io import write_text_atomic
+from .names import one_line, readable
 
 SAMPLE_RATE = 16_000
 MIN_RATE, MAX_RATE = 1_000, 768_000
 AUDIO_EXTENSIONS = frozenset(f".{fmt.lower()}" for fmt in sf.available_formats()) | {".oga", ".opus", ".aif"}
 
 
+FRAME = 400
+"""25 ms at 16 kHz: the frame of :func:`loudest` (and the shortest input of a WavLM encoder)."""
+SILENCE_DBFS = -60.0
+"""A span none of whose 25 ms frames reaches this level (dBFS RMS) holds no speech: it is flagged silent."""
+NOT_FOUND = "not found"
+EMPTY_FILE = "empty file (0 bytes)"
+EMPTY_AUDIO = "empty audio (0 samples)"
+"""The words for a missing file, a file of no bytes, and audio of no samples (a header alone), the
+same in ``emosphere predict``, the service and the docs."""
 DECODE_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError)
 """What soundfile raises for a file it cannot open or decode (TypeError: a headerless .raw file)."""
 
@@ -45,32 +55,46 @@ def to_mono_16k(samples: np.ndarray, sampling_rate: int) -> np.ndarray:
     return samples
 
 
+def _native(path: str | os.PathLike) -> str | bytes:
+    """``path`` as soundfile can open it: on POSIX its bytes (soundfile encodes a text path as strict
+    UTF-8, which refuses names that are not UTF-8), elsewhere its text."""
+    return os.fsencode(path) if os.name == "posix" else os.fspath(path)
+
+
 def load(path: str | os.PathLike, max_seconds: float | None = None, offset: float = 0.0) -> np.ndarray:
     """Decode a file to 16 kHz mono float32 from ``offset`` seconds on (seeking there, without
-    decoding what comes before), keeping at most ``max_seconds``."""
+    decoding what comes before), keeping at most ``max_seconds``. A missing file is ``not found``,
+    a file of 0 bytes an ``empty file``, one without samples ``empty audio``; messages name the file as
+    :func:`emosphere.names.readable` does."""
+    name = readable(path)
     try:
-        with sf.SoundFile(str(path)) as f:
+        if os.stat(path).st_size == 0:
+            raise AudioError(f"{name}: {EMPTY_FILE}")
+        with sf.SoundFile(_native(path)) as f:
             rate = f.samplerate
             if not plausible_rate(rate):  # a damaged header; resampling it could exhaust memory
-                raise AudioError(f"{path}: implausible sample rate {rate} Hz")
+                raise AudioError(f"{name}: implausible sample rate {rate} Hz")
             first = int(round(offset * rate))
             if first >= f.frames > 0:
-                raise AudioError(f"{path}: starts at {offset} s, after the end of the audio ({f.frames / rate} s)")
+                raise AudioError(f"{name}: starts at {offset} s, after the end of the audio ({f.frames / rate} s)")
             if first:
                 f.seek(first)
             frames = -1 if max_seconds is None else int(math.ceil(max_seconds * rate))
             samples = f.read(frames=frames, dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError(f"{name}: {NOT_FOUND}") from None
     except DECODE_ERRORS as error:
         if isinstance(error, AudioError):
             raise
-        raise AudioError(f"{path}: cannot read audio ({error})") from error
+        reason = getattr(error, "error_string", None) or one_line(str(error))
+        raise AudioError(f"{name}: cannot read audio ({reason})") from error
     if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+        raise AudioError(f"{name}: audio contains NaN or infinite samples")
     samples = to_mono_16k(samples, rate)
     if max_seconds is not None:
         samples = samples[: int(round(max_seconds * SAMPLE_RATE))]
     if len(samples) == 0:
-        raise AudioError(f"{path}: no audio samples")
+        raise AudioError(f"{name}: {EMPTY_AUDIO}")
     return samples
 
 
@@ -80,7 +104,10 @@ def plausible_rate(rate: int) -> bool:
 
 
 def check_length(samples: np.ndarray, min_samples: int) -> np.ndarray:
-    """Return ``samples``, or raise :class:`AudioError` if they are fewer than the model's minimum."""
+    """Return ``samples``, or raise :class:`AudioError` if there are none (``empty audio``) or they are
+    fewer than the model's minimum (``too short``)."""
+    if len(samples) == 0:
+        raise AudioError(EMPTY_AUDIO)
     if len(samples) < min_samples:
         n, per_ms = len(samples), SAMPLE_RATE / 1000
         raise AudioError(
@@ -88,6 +115,20 @@ def check_length(samples: np.ndarray, min_samples: int) -> np.ndarray:
             f"the model needs at least {min_samples} ({min_samples / per_ms:.1f} ms)"
         )
     return samples
+
+
+def loudest(samples: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+    """The level of the loudest 25 ms frame (frames from the start of ``samples``, 16 kHz) of each
+    (start, end) span, in dBFS: 20 log10 of the frame's RMS, 1.0 being full scale (-inf for zeros)."""
+    whole = len(samples) // FRAME
+    frames = samples[: whole * FRAME].reshape(whole, FRAME)
+    power = np.einsum("ij,ij->i", frames, frames) / FRAME
+    if len(samples) > whole * FRAME:
+        tail = samples[whole * FRAME :]
+        power = np.append(power, np.dot(tail, tail) / len(tail))
+    peaks = [power[start // FRAME : max(-(-end // FRAME), start // FRAME + 1)].max() for start, end in spans]
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(np.asarray(peaks, np.float64))
 
 
 def windows(num_samples: int, window_seconds: float, hop_seconds: float) -> list[tuple[int, int]]:

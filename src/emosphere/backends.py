@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +33,7 @@ import numpy as np
 
 from .config import DEFAULT_CROP_SECONDS, PRECISIONS, InferencePrecision
 from .errors import ModelError, UserError, first_line
+from .sphere import RegionSet
 
 if TYPE_CHECKING:
     from .model import EmoSphereSER
@@ -50,6 +52,10 @@ class Backend(Protocol):
         """The K columns of the region logits; empty when the model has no region head."""
 
     @property
+    def regions(self) -> RegionSet:
+        """The model's region set (the regions of a predicted point; the classes of its region head)."""
+
+    @property
     def min_samples(self) -> int:
         """The shortest input (16 kHz samples) that the encoder turns into one frame."""
 
@@ -60,18 +66,39 @@ class Backend(Protocol):
     def __call__(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
-@contextlib.contextmanager
-def exact_fp32() -> Iterator[None]:
-    """Full fp32 matrix products and convolutions on CUDA (no TF32) inside the block: TF32 rounds
-    differently for each batch shape, which would let batching change a prediction."""
-    import torch
+class _ExactFp32:
+    """Full fp32 matrix products and convolutions on CUDA (no TF32) inside ``with exact_fp32():``: TF32
+    rounds differently for each batch shape, which would let batching change a prediction. The flags
+    are global: with several threads inside at once (the service's lanes), the first one in turns TF32
+    off and the last one out restores it."""
 
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.saved = (False, False)
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        import torch
+
+        flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+        with self.lock:
+            if not self.inside:
+                self.saved = tuple(flag.allow_tf32 for flag in flags)
+                for flag in flags:
+                    flag.allow_tf32 = False
+            self.inside += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.inside -= 1
+                if not self.inside:
+                    for flag, value in zip(flags, self.saved):
+                        flag.allow_tf32 = value
+
+
+exact_fp32 = _ExactFp32()
 
 
 class TorchBackend:
@@ -89,6 +116,10 @@ class TorchBackend:
     @property
     def region_names(self) -> list[str]:
         return self.model.region_names if self.model.region_head is not None else []
+
+    @property
+    def regions(self) -> RegionSet:
+        return self.model.regions
 
     @property
     def min_samples(self) -> int:
@@ -124,6 +155,7 @@ class OnnxBackend:
             raise ValueError("not an emosphere ONNX model (no emosphere metadata)")
         self.metadata: dict[str, Any] = json.loads(props[METADATA_KEY])
         self.region_names: list[str] = list(self.metadata["region_names"])
+        self.regions = RegionSet(self.metadata.get("region_set") or "octant", self.metadata.get("origin_radius", 0.0))
         self.min_samples: int = int(self.metadata["min_samples"])
         self.sample_rate: int = int(self.metadata["sample_rate"])
         self.window_seconds: float = float(self.metadata.get("window_seconds", DEFAULT_CROP_SECONDS))

@@ -26,11 +26,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE
-from .config import ConfigError, DataConfig, EncoderConfig, RunConfig
+from .config import ConfigError, DataConfig, EncoderConfig, ModelConfig, RunConfig
 from .errors import UserError, first_line
 from .labels import (
     FILE_NOT_FOUND,
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 MSP_SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
 DEFAULT_MIN_SAMPLES = 400
 """The shortest input (25 ms at 16 kHz) that gives a wav2vec2-family encoder one frame."""
+BUILD_ERRORS = (ValueError, RuntimeError, TypeError, KeyError, AssertionError, ZeroDivisionError, IndexError)
+"""What torch and transformers raise for module sizes that do not fit together."""
 
 
 class CorpusError(UserError):
@@ -264,29 +267,62 @@ def log_problems(report: CorpusReport, limit: int = 10) -> None:
 # --- a training run's pre-flight ------------------------------------------------------------------
 
 
-def encoder_min_samples(encoder: EncoderConfig) -> int:
-    """Resolve the encoder's transformers config (no weights are loaded) and return the shortest
-    input that gives it one frame; raise :class:`ConfigError` naming the key when it cannot be had."""
+def _hf_config(encoder: EncoderConfig) -> Any:
+    """The encoder's transformers config (no weights are loaded); :class:`ConfigError` naming the key."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     values = dict(encoder.config)
-    key = "model.encoder.name" if encoder.pretrained else "model.encoder.config"
     try:
         if encoder.pretrained:
             values.pop("model_type", None)
-            hf_config = AutoConfig.from_pretrained(encoder.name, **values)
-        else:
-            hf_config = AutoConfig.for_model(values.pop("model_type"), **values)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{key}: cannot get the encoder config of {encoder.name!r} ({first_line(error)})") from error
+            return AutoConfig.from_pretrained(encoder.name, **values)
+        return AutoConfig.for_model(values.pop("model_type"), **values)
+    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as error:
+        raise ConfigError(
+            f"{encoder.key}: cannot get the encoder config of {encoder.name!r} ({first_line(error)})"
+        ) from error
+
+
+def encoder_min_samples(encoder: EncoderConfig) -> int:
+    """Resolve the encoder's transformers config (no weights are loaded) and return the shortest
+    input that gives it one frame; raise :class:`ConfigError` naming the key when it cannot be had."""
+    hf_config = _hf_config(encoder)
     if not hasattr(hf_config, "conv_kernel"):
         raise ConfigError(
-            f"{key}: {encoder.name!r} is a {hf_config.model_type} model, not a wav2vec2-family "
+            f"{encoder.key}: {encoder.name!r} is a {hf_config.model_type} model, not a wav2vec2-family "
             "speech encoder (WavLM, wav2vec2, HuBERT, data2vec-audio)"
         )
     from .encoder import min_input_samples
 
     return min_input_samples(hf_config)
+
+
+def check_model_builds(model: ModelConfig) -> None:
+    """Build the model the config describes on torch's meta device (shapes only: no memory, no weights
+    loaded), so that a model that cannot exist stops a run before any work: a hidden size that the
+    attention heads or positional convolution groups do not divide, any other encoder config that
+    cannot build, or pooling that does not fit the encoder, is a :class:`ConfigError`."""
+    import torch
+    from transformers import AutoModel
+
+    from .encoder import Encoder
+    from .model import EmoSphereSER
+
+    encoder, hf_config, key = model.encoder, _hf_config(model.encoder), model.encoder.key
+    for name in ("num_attention_heads", "num_conv_pos_embedding_groups"):
+        if (parts := getattr(hf_config, name, 0)) and hf_config.hidden_size % parts:
+            raise ConfigError(f"{key}: hidden_size {hf_config.hidden_size} is not divisible by {name} {parts}")
+    with torch.device("meta"):
+        try:
+            options = {"attention": encoder.attention, "sub_batches": encoder.sub_batches}
+            built = Encoder(AutoModel.from_config(hf_config), encoder.freeze_feature_encoder, **options)
+        except BUILD_ERRORS as error:
+            raise ConfigError(f"{key}: the encoder cannot be built ({first_line(error)})") from None
+        try:
+            EmoSphereSER(model, built)
+        except BUILD_ERRORS as error:
+            raise ConfigError(f"model: pooling and heads do not fit the encoder ({first_line(error)})") from None
 
 
 def _manifest_paths(data: DataConfig) -> Corpus:
@@ -348,6 +384,7 @@ def preflight(config: RunConfig, *, resume: bool = False, decode: bool = False, 
     corpus = check_paths(config, resume=resume)
     check_strategy(config.trainer.strategy)
     min_samples = encoder_min_samples(config.model.encoder)
+    check_model_builds(config.model)
     data = config.data
     report = check_corpus(
         corpus,

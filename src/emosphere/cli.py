@@ -20,6 +20,7 @@ import sys
 
 from . import __version__, cli_data, cli_models, cli_runs
 from .cli_options import Parser, log
+from .threads import wait_passively
 
 COMMAND_GROUPS = (cli_data, cli_runs, cli_models)
 
@@ -49,6 +50,7 @@ def _log_to_stderr(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    wait_passively()  # before a command imports torch (emosphere.threads)
     parser = build_parser()
     _log_to_stderr("-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv))  # before a deprecation warns
     args, extra = parser.parse_known_args(argv)

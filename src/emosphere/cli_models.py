@@ -12,6 +12,7 @@ from .cli_options import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_model,
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    """Declare the four commands and their options (long: every option is declared once, here)."""
     p = commands.add_parser(
         "predict",
         help="predict arousal, valence, dominance (and region) for audio files",
@@ -94,6 +95,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--max-pending", type=POSITIVE_INT, default=64,
         help="uploads that may wait for the model; more are answered 503 (default 64)",
     )  # fmt: skip
+    p.add_argument(
+        "--lanes", type=POSITIVE_INT, default=2,
+        help="threads that run the model, a batch of windows each: a short upload takes a free lane while a long "
+        "one runs (default 2)",
+    )  # fmt: skip
     p.set_defaults(func=serve)
 
     p = commands.add_parser(
@@ -138,6 +144,7 @@ def _options(args: argparse.Namespace):
 
 def predict(args: argparse.Namespace) -> int:
     from .load import load_predictor
+    from .names import readable
     from .predict import errors_path, predict_to_file
     from .ranks import Ranks
 
@@ -153,12 +160,13 @@ def predict(args: argparse.Namespace) -> int:
     if ranks.rank == 0:
         hours = summary.audio_seconds / 3600
         rate = hours / max(summary.seconds / 3600, 1e-9)
+        kept = f" ({summary.kept} kept from an earlier run, {summary.sources} predicted now)" if summary.kept else ""
         print(
-            f"wrote {args.output}: {summary.sources} source(s), {hours:.3f} h of audio, in {summary.seconds:.1f} s "
-            f"({rate:.0f} h of audio per hour, {ranks.world} process(es))"
+            f"wrote {readable(args.output)}: {summary.kept + summary.sources} source(s){kept}, {hours:.3f} h of audio "
+            f"predicted in {summary.seconds:.1f} s ({rate:.0f} h of audio per hour, {ranks.world} process(es))"
         )
         if summary.failed:
-            print(f"{summary.failed} source(s) could not be predicted, listed in {errors_path(args.output)}")
+            print(f"{summary.failed} source(s) could not be predicted, listed in {readable(errors_path(args.output))}")
     return 1 if summary.failed else 0
 
 
@@ -200,6 +208,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = Settings(
         batch_wait=args.batch_wait_ms / 1000, cross_request=args.batching != "off",
         max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, max_pending=args.max_pending,
+        lanes=args.lanes,
     )  # fmt: skip
     with listen(args.host, args.port) as sock:
         predictor = load_predictor(

@@ -135,6 +135,11 @@ class EncoderConfig:
     sub_batches: AtLeastOne = 4
     """Encode a batch in up to this many length-sorted sub-batches (less padding, same result); 1: whole."""
 
+    @property
+    def key(self) -> str:
+        """The config key that gives the encoder's architecture."""
+        return "model.encoder.name" if self.pretrained else "model.encoder.config"
+
 
 @dataclass
 class ModelConfig:

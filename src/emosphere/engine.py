@@ -39,26 +39,28 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from . import audio, schema
 from .errors import UserError
 from .inputs import Segment, Source, load_source, source_name
+from .names import one_line
+from .progress import Meter
 
 if TYPE_CHECKING:
     from .backends import Backend
+    from .sphere import RegionSet
 
 log = logging.getLogger(__name__)
 
+SILENT = f"silent: no 25 ms frame reaches {audio.SILENCE_DBFS:g} dBFS, so its values describe no speech (column silent)"
 POOL_BATCHES = 32
 """The windows of about this many batches are decoded, sorted by length and run together."""
 
@@ -100,6 +102,13 @@ class Item:
     samples: np.ndarray
     spans: list[tuple[int, int]]
     segment: tuple[float, float] | None = None
+    loudest: np.ndarray | None = None
+    """dBFS of the loudest 25 ms frame of each span (:func:`emosphere.audio.loudest`)."""
+
+    @property
+    def seconds(self) -> float:
+        """Audio the model hears for this source: its windows' seconds (overlaps counted twice)."""
+        return sum(end - start for start, end in self.spans) / audio.SAMPLE_RATE
 
 
 @dataclass
@@ -133,6 +142,13 @@ class Prediction:
     probs: np.ndarray | None
     segment: tuple[float, float] | None = None
     """(start, end) seconds in the file, for a :class:`emosphere.inputs.Segment`."""
+    loudest: np.ndarray | None = None
+    """dBFS of the loudest 25 ms frame of each window, in time order (None where not measured)."""
+
+    @property
+    def silent(self) -> bool:
+        """No 25 ms frame of the source reaches :data:`emosphere.audio.SILENCE_DBFS`."""
+        return self.loudest is not None and bool(np.all(self.loudest < audio.SILENCE_DBFS))
 
     def aggregate(self) -> tuple[np.ndarray, np.ndarray | None]:
         return aggregate(self.spans, self.avd, self.probs)
@@ -142,9 +158,9 @@ class Prediction:
         """Duration of the decoded audio (the last window ends at its end)."""
         return float(self.spans[:, 1].max()) / audio.SAMPLE_RATE
 
-    def table(self, region_names: Sequence[str]) -> pd.DataFrame:
+    def table(self, region_names: Sequence[str], regions: RegionSet) -> pd.DataFrame:
         """This prediction's rows: see :func:`emosphere.schema.rows`."""
-        return schema.rows([self], region_names)
+        return schema.rows([self], region_names, regions)
 
 
 def file_values(predictions: Sequence[Prediction]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -190,13 +206,14 @@ class Windowing:
         try:
             samples = audio.check_length(load_source(source), self.min_samples)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the run
-            message = str(error).removeprefix(f"{name}: ")
+            message = one_line(str(error)).removeprefix(f"{name}: ")
             if not isinstance(error, audio.AudioError):
                 message = f"{type(error).__name__}: {message}"
             if segment is not None:
                 message = f"segment {segment[0]}-{segment[1]} s: {message}"
             return Failure(index, name, message)
-        return Item(index, name, samples, audio.windows(len(samples), self.options.window, self.options.hop), segment)
+        spans = audio.windows(len(samples), self.options.window, self.options.hop)
+        return Item(index, name, samples, spans, segment, audio.loudest(samples, spans))
 
     def decode_all(self, sources: Iterable[tuple[int, Source]], ahead: int = 0) -> Iterator[Item | Failure]:
         """Decode ``(index, source)`` pairs in order, in ``options.workers`` threads (soundfile and
@@ -236,14 +253,35 @@ class Windowing:
         lengths = np.array([end - start for _, (start, end) in windows], np.int64)
         order = np.argsort(-lengths, kind="stable")
         for first in range(0, len(order), self.options.batch_size):
-            chosen = order[first : first + self.options.batch_size]
-            waveform = np.zeros((len(chosen), int(lengths[chosen].max())), np.float32)
-            for row, k in enumerate(chosen):
-                item, (start, end) = windows[k]
-                waveform[row, : end - start] = item.samples[start:end]
-            owner = np.array([windows[k][0].index for k in chosen], np.int64)
-            spans = np.array([windows[k][1] for k in chosen], np.int64).reshape(-1, 2)
-            yield WindowBatch(waveform, lengths[chosen], owner, spans)
+            yield pad([windows[k] for k in order[first : first + self.options.batch_size]])
+
+
+def pad(windows: Sequence[tuple[Item, tuple[int, int]]]) -> WindowBatch:
+    """One zero-padded batch of (source, span) windows, in the order given."""
+    lengths = np.array([end - start for _, (start, end) in windows], np.int64)
+    waveform = np.zeros((len(windows), int(lengths.max())), np.float32)
+    for row, (item, (start, end)) in enumerate(windows):
+        waveform[row, : end - start] = item.samples[start:end]
+    owner = np.array([item.index for item, _ in windows], np.int64)
+    spans = np.array([span for _, span in windows], np.int64).reshape(-1, 2)
+    return WindowBatch(waveform, lengths, owner, spans)
+
+
+@dataclass
+class WindowOutputs:
+    """The backend's outputs for windows: each window's owner and span, A/V/D on [0, 1] as predicted,
+    and region logits (or None)."""
+
+    owner: np.ndarray
+    spans: np.ndarray
+    avd: np.ndarray
+    logits: np.ndarray | None
+
+    def select(self, rows: np.ndarray) -> WindowOutputs:
+        """The outputs of the windows that ``rows`` (a boolean mask or indices) picks."""
+        return WindowOutputs(
+            self.owner[rows], self.spans[rows], self.avd[rows], None if self.logits is None else self.logits[rows]
+        )
 
 
 def assemble(
@@ -278,6 +316,11 @@ class Predictor:
         return list(self.backend.region_names)
 
     @property
+    def regions(self) -> RegionSet:
+        """The model's region set: the classifier's classes, and the regions of ``region_point``."""
+        return self.backend.regions
+
+    @property
     def columns(self) -> list[str]:
         """The columns of this predictor's tables (:func:`emosphere.schema.columns`)."""
         return schema.columns(self.region_names)
@@ -286,21 +329,36 @@ class Predictor:
         """Step 1 for one source: see :meth:`Windowing.decode`."""
         return self.windowing.decode(index, source)
 
-    def run(self, pool: Sequence[Item | Failure]) -> list[Prediction | Failure]:
-        """Run the windows of a pool of decoded sources through the backend in length-sorted batches;
-        each entry's :class:`Prediction` (or its :class:`Failure`), in pool order."""
+    def forward(self, batch: WindowBatch) -> WindowOutputs:
+        """Run one batch of windows through the backend."""
+        avd, logits = self.backend(batch.waveform, batch.lengths)
+        return WindowOutputs(batch.owner, batch.spans, avd, logits)
+
+    def collect(self, pool: Sequence[Item | Failure], outputs: Sequence[WindowOutputs]) -> list[Prediction | Failure]:
+        """Each entry's :class:`Prediction` (or its :class:`Failure`), in pool order, from the outputs of
+        all the windows of the pool's items (in any order, in any number of parts)."""
         items = [entry for entry in pool if isinstance(entry, Item)]
-        outputs = [(batch, *self.backend(batch.waveform, batch.lengths)) for batch in self.windowing.batches(items)]
         predictions: dict[int, Prediction] = {}
         if outputs:
-            batches, avd, logits = zip(*outputs)
-            probs = None if logits[0] is None else softmax(np.concatenate(logits))
-            owner = np.concatenate([b.owner for b in batches])
-            spans = np.concatenate([b.spans for b in batches])
-            predictions = assemble(owner, spans, np.concatenate(avd), probs, {i.index: i.name for i in items})
+            probs = None if outputs[0].logits is None else softmax(np.concatenate([o.logits for o in outputs]))
+            owner, spans, avd = (np.concatenate([getattr(o, k) for o in outputs]) for k in ("owner", "spans", "avd"))
+            predictions = assemble(owner, spans, avd, probs, {i.index: i.name for i in items})
         for item in items:
-            predictions[item.index].segment = item.segment
+            predictions[item.index].segment, predictions[item.index].loudest = item.segment, item.loudest
         return [entry if isinstance(entry, Failure) else predictions[entry.index] for entry in pool]
+
+    def run(
+        self, pool: Sequence[Item | Failure], on_batch: Callable[[WindowBatch], None] | None = None
+    ) -> list[Prediction | Failure]:
+        """Run the windows of a pool of decoded sources through the backend in length-sorted batches
+        (calling ``on_batch`` after each); each entry's :class:`Prediction` (or its :class:`Failure`), in
+        pool order."""
+        outputs = []
+        for batch in self.windowing.batches([entry for entry in pool if isinstance(entry, Item)]):
+            outputs.append(self.forward(batch))
+            if on_batch is not None:
+                on_batch(batch)
+        return self.collect(pool, outputs)
 
     def stream(
         self, sources: Iterable[tuple[int, Source]], *, total: int | None = None, progress: bool = False
@@ -308,25 +366,28 @@ class Predictor:
         """Predict ``(index, source)`` pairs (a lazy iterable is consumed as the run goes), yielding a
         :class:`Prediction` or :class:`Failure` for each, in input order, pool by pool; each result
         carries its pair's index. The next pool decodes in the worker threads while the model runs
-        (a GPU waits less; the audio of two pools is in memory). The progress bar counts sources (of
-        ``total``, with an ETA), and shows the hours of audio predicted and their rate."""
+        (a GPU waits less; the audio of two pools is in memory). The progress bar
+        (:class:`emosphere.progress.Meter`) counts sources (of ``total``) and hours of audio, and
+        estimates the time left from the audio, after every batch. A silent source is logged."""
         ahead = self.options.batch_size * POOL_BATCHES
         decoded = self.windowing.decode_all(sources, ahead=ahead)
-        seconds, started = 0.0, time.monotonic()
-        with tqdm(total=total, desc="predict", unit="file", disable=not progress) as bar:
+        meter = Meter(total, enabled=progress)
+        try:
             for pool in self.windowing.pools(decoded):
-                for result in self.run(pool):
-                    seconds += result.seconds if isinstance(result, Prediction) else 0.0
-                    bar.update()
+                meter.known(len(pool), sum(entry.seconds for entry in pool if isinstance(entry, Item)))
+                for result in self.run(pool, on_batch=lambda batch: meter.batch(batch.lengths)):
+                    meter.file(result.seconds if isinstance(result, Prediction) else 0.0)
+                    if isinstance(result, Prediction) and result.silent:
+                        log.warning("%s: %s", result.name, SILENT)
                     yield result
-                rate = seconds / max(time.monotonic() - started, 1e-9)
-                bar.set_postfix_str(f"{seconds / 3600:.3f} h of audio, {rate:.0f} h/h", refresh=False)
+        finally:
+            meter.close()
 
     def table(self, sources: Sequence[Source], *, progress: bool = False) -> pd.DataFrame:
         """All rows (:func:`emosphere.schema.rows`) of ``sources``, in input order. Failed sources are
         left out, logged, and listed as (name, error) pairs in ``table.attrs["errors"]``."""
         results = list(self.stream(enumerate(sources), total=len(sources), progress=progress))
-        table = schema.rows((r for r in results if isinstance(r, Prediction)), self.region_names)
+        table = schema.rows((r for r in results if isinstance(r, Prediction)), self.region_names, self.regions)
         table.attrs["errors"] = [(r.name, r.error) for r in results if isinstance(r, Failure)]
         for name, error in table.attrs["errors"]:
             log.warning("skipped %s: %s", name, error)

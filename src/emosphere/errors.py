@@ -20,10 +20,11 @@ class ModelError(UserError, ValueError):
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of a third-party error's message, cut to ``limit`` characters
-    (they can be long: transformers lists every model type it knows)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    line = lines[0] if lines else type(error).__name__
+    """The first non-empty line of a third-party error's message (with the next one when it ends with
+    a colon, as a heading does), cut to ``limit`` characters (they can be long: transformers lists every
+    model type it knows)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    line = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -123,7 +123,8 @@ def evaluate(
     avd, probs = file_values(predicted)
     metrics = {**score(rows, avd, probs, regions, split=split, intervals=intervals), "skipped": skipped}
     scale = table_scale(rows)
-    described = describe(avd, probs, predictor.region_names, scale)
+    silent = [p.silent for p in predicted]
+    described = describe(avd, probs, predictor.region_names, predictor.regions, silent, scale)
     predictions = pd.concat([rows[["FileName"]], described], axis=1)
     predictions[["EmoAct", "EmoVal", "EmoDom"]] = described[list(DIMENSIONS)].to_numpy()
     predictions[[f"true_{c}" for c in LABEL_COLUMNS]] = scale.from_model(rows[list(LABEL_COLUMNS)].to_numpy())

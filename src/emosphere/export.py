@@ -89,6 +89,7 @@ def metadata(model: EmoSphereSER) -> dict[str, Any]:
         "output_scale": OUTPUT_SCALE,
         "outputs": output_names(model),
         "region_set": model.regions.name if model.region_head is not None else None,
+        "origin_radius": model.regions.origin_radius,
         "region_names": model.region_names if model.region_head is not None else [],
         "audio_mean": float(model.audio_mean),
         "audio_std": float(model.audio_std),

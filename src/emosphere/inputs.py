@@ -41,6 +41,7 @@ import pandas as pd
 from . import audio
 from .errors import UserError
 from .io import TABLE_SUFFIXES, iter_table, table_columns
+from .names import identity, normalise, readable
 
 MANIFEST_COLUMNS = ("path", "file", "FileName")
 LIST_SUFFIXES = (".txt", ".lst")
@@ -84,7 +85,8 @@ SourceKey = str | tuple[str, float, float]
 
 
 def source_name(source: Source) -> str:
-    return source if isinstance(source, str) else source.name
+    """How ``source`` is named in tables and messages (:func:`emosphere.names.readable`)."""
+    return readable(source if isinstance(source, str) else source.name)
 
 
 def segment_key(path: str, start: float, end: float) -> tuple[str, float, float]:
@@ -92,10 +94,24 @@ def segment_key(path: str, start: float, end: float) -> tuple[str, float, float]
 
 
 def source_key(source: Source) -> SourceKey:
-    """What identifies ``source`` in an output table (and among duplicates)."""
+    """What identifies ``source`` in an output table: its name, and a segment's bounds."""
     if isinstance(source, Segment):
-        return segment_key(source.path, source.start, source.end)
+        return segment_key(source_name(source), source.start, source.end)
     return source_name(source)
+
+
+def _normalised(source: str | Segment) -> str | Segment:
+    if isinstance(source, Segment):
+        return Segment(normalise(source.path), source.start, source.end)
+    return normalise(source)
+
+
+def _identity(source: str | Segment) -> SourceKey:
+    """What makes two sources one among duplicates: the file (:func:`emosphere.names.identity`), and a
+    segment's bounds."""
+    if isinstance(source, Segment):
+        return segment_key(identity(source.path), source.start, source.end)
+    return identity(source)
 
 
 def load_source(source: Source) -> np.ndarray:
@@ -112,7 +128,7 @@ def load_source(source: Source) -> np.ndarray:
         return samples
     samples = audio.to_mono_16k(source.samples, source.sampling_rate)
     if not np.isfinite(samples).all():
-        raise audio.AudioError(f"{source.name}: audio contains NaN or infinite samples")
+        raise audio.AudioError(f"{source_name(source)}: audio contains NaN or infinite samples")
     return samples
 
 
@@ -205,11 +221,11 @@ def _expand(item: str) -> Iterator[Source]:
     elif has_magic(item):
         matches = sorted(glob(item, recursive=True))
         if not matches:
-            raise InputError(f"{item}: no file matches this pattern")
+            raise InputError(f"{readable(item)}: no file matches this pattern")
         for match in matches:
             yield from _expand(match)
     else:
-        raise InputError(f"{item}: no such file or folder")
+        raise InputError(f"{readable(item)}: not found (no such file or folder)")
 
 
 def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Source]:
@@ -217,11 +233,12 @@ def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Source]:
     a line), manifest tables (.csv, .jsonl or .parquet with a path/file/FileName column, and optionally
     ``start`` and ``end`` columns for segments) and glob patterns, lazily, in order; relative
     manifest entries are relative to the manifest. A source named twice is kept once (the first
-    time). Manifest entries are not checked here: a missing file fails when it is read."""
+    time; paths are normalised first, see :mod:`emosphere.names`). Manifest entries are not checked
+    here: a missing file fails when it is read."""
     seen: set[SourceKey] = set()
-    for item in map(str, inputs):
-        for source in _expand(item):
-            key = source_key(source)
+    for item in map(os.fspath, inputs):
+        for source in map(_normalised, _expand(item)):
+            key = _identity(source)
             if key not in seen:
                 seen.add(key)
                 yield source

@@ -96,8 +96,8 @@ def check_table_path(path: str | os.PathLike) -> str:
 @contextlib.contextmanager
 def table_writer(path: str | os.PathLike, *, exact: Sequence[str] = ()) -> Iterator[Callable[[pd.DataFrame], None]]:
     """Write one table piece by piece, atomically: yields ``write(piece)``, which appends rows; the
-    file appears, complete, when the block ends without an error. CSV, JSON lines (.jsonl) or
-    parquet (.parquet) by extension. CSV floats keep 6 significant digits, except the ``exact``
+    file appears, complete, when the block ends without an error. CSV, JSON lines (.jsonl, UTF-8:
+    :func:`json_lines`) or parquet (.parquet) by extension. CSV floats keep 6 significant digits, except the ``exact``
     columns (the shortest decimal that reads back as the same number). Write at least one piece,
     empty if need be, so that the table has its columns."""
     suffix = check_table_path(path)
@@ -127,15 +127,13 @@ def table_writer(path: str | os.PathLike, *, exact: Sequence[str] = ()) -> Itera
                 elif state["writer"] is not None:
                     state["writer"].close()
             return
-        with open(tmp, "w", newline="") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             header = [True]
 
             def write(piece: pd.DataFrame) -> None:
                 if suffix in (".jsonl", ".ndjson"):
                     if not piece.empty:
-                        handle.write(
-                            piece.to_json(orient="records", lines=True, double_precision=15).rstrip("\n") + "\n"
-                        )
+                        handle.write(json_lines(piece))
                     return
                 columns = {
                     c: [np.format_float_positional(v, trim="-") for v in piece[c].to_numpy(np.float64)]
@@ -146,6 +144,13 @@ def table_writer(path: str | os.PathLike, *, exact: Sequence[str] = ()) -> Itera
                 header[0] = False
 
             yield write
+
+
+def json_lines(table: pd.DataFrame) -> str:
+    """The rows of ``table`` as JSON lines, text as UTF-8 and slashes as they are (pandas writes ``\\/``;
+    it escapes every slash, so each ``\\/`` it writes is one)."""
+    text = table.to_json(orient="records", lines=True, force_ascii=False, double_precision=15)
+    return text.replace("\\/", "/").rstrip("\n") + "\n"
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike, *, exact: Sequence[str] = ()) -> None:

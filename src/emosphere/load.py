@@ -15,6 +15,7 @@ from .backends import OnnxBackend, TorchBackend
 from .config import InferencePrecision
 from .engine import Options, Predictor
 from .errors import UserError, missing_extra
+from .threads import default_threads
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +42,39 @@ def load_backend(
 ) -> TorchBackend | OnnxBackend:
     """A model directory or hub id (``torch``, on ``device`` at ``precision``), or an exported
     ``.onnx`` file (``onnx``, on the CPU); ``auto`` tells them apart by the ``.onnx`` suffix.
-    ``threads``: CPU threads of the engine (default: its own choice). Raises :class:`UserError`
-    (a missing onnxruntime, an unknown backend) or :class:`ModelError` (a model that cannot load)."""
-    if backend_kind(model, backend) == "onnx":
+    ``threads``: CPU threads of the model (default on the CPU: :func:`emosphere.threads.default_threads`,
+    logged). Raises :class:`UserError` (a missing onnxruntime, an unknown backend) or :class:`ModelError`
+    (a model that cannot load)."""
+    kind = backend_kind(model, backend)
+    chosen = None
+    if not threads and (kind == "onnx" or device == "cpu"):
+        threads, chosen = default_threads()
+    if kind == "onnx":
         if device != "cpu" or precision != "fp32":
             log.warning("--device and --precision are ignored by the onnx backend (CPU, as exported)")
         try:
-            onnx_model = OnnxBackend.load(model, threads=threads)
+            loaded: TorchBackend | OnnxBackend = OnnxBackend.load(model, threads=threads, spinning=False)
         except ImportError as error:
             raise missing_extra("the onnx backend", "onnxruntime", "onnx", error) from None
-        if onnx_model.quantization:
+        if loaded.quantization:
             log.warning(
                 "%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
                 model,
-                onnx_model.quantization,
+                loaded.quantization,
             )
-        return onnx_model
-    from .model import EmoSphereSER
-
-    if threads and device == "cpu":
+        count: int | str = threads or "onnxruntime's default"
+    else:
         import torch
 
-        torch.set_num_threads(threads)
-    return TorchBackend(EmoSphereSER.from_pretrained(model, device=device), device, precision)
+        from .model import EmoSphereSER
+
+        loaded = TorchBackend(EmoSphereSER.from_pretrained(model, device=device), device, precision)
+        if threads and device == "cpu":
+            torch.set_num_threads(threads)
+        count = torch.get_num_threads()
+    if chosen:
+        log.info("CPU threads of the model: %s (%s; --threads to choose)", count, chosen)
+    return loaded
 
 
 def load_predictor(

@@ -170,8 +170,9 @@ def region_predictions(predictions: pd.DataFrame, regions: RegionSet) -> tuple[n
     names = regions.class_names
     predicted, true = prediction_arrays(predictions)
     truth = regions.assign(true)
-    if "region" in predictions:
-        guess = pd.Categorical(predictions["region"].astype(str), categories=names).codes.astype(np.int64)
+    column = next((c for c in ("region_classifier", "region") if c in predictions), None)  # "region": <= 0.1
+    if column is not None:
+        guess = pd.Categorical(predictions[column].astype(str), categories=names).codes.astype(np.int64)
     else:
         guess = regions.assign(predicted)
     return truth, guess, names

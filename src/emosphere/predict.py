@@ -87,6 +87,8 @@ class Summary:
 
     sources: int = 0
     """Sources predicted by this run (not counting those resumed)."""
+    kept: int = 0
+    """Sources already in the output (or its parts) when a resumed run started."""
     audio_seconds: float = 0.0
     seconds: float = 0.0
     """Wall time from the first source to the merged output."""
@@ -161,9 +163,9 @@ def _deal(
 class _PartWriter:
     """This process's chunk files of one run."""
 
-    def __init__(self, output: Path, run: int, ranks: Ranks, region_names: Sequence[str]) -> None:
+    def __init__(self, output: Path, run: int, ranks: Ranks, predictor: Predictor) -> None:
         self.prefix = _part(output, run, ranks.rank, ranks.world)
-        self.region_names = region_names
+        self.region_names, self.regions = predictor.region_names, predictor.regions
         self.predictions: list[Prediction] = []
         self.failures: list[Failure] = []
         self.written = 0
@@ -176,7 +178,7 @@ class _PartWriter:
 
     def flush(self) -> None:
         if self.predictions:
-            table = rows(self.predictions, self.region_names)
+            table = rows(self.predictions, self.region_names, self.regions)
             source = np.cumsum(table["level"].to_numpy() != "window") - 1
             table.insert(0, INDEX, np.array([p.index for p in self.predictions])[source])
             with atomic_path(f"{self.prefix}.{self.written:06d}.csv") as tmp:
@@ -249,10 +251,10 @@ def _merge(output: Path, run: int, columns: list[str], resume: bool) -> list[tup
 
 def _start(
     predictor: Predictor, inputs: Sequence[str | os.PathLike], output: Path, resume: bool, ranks: Ranks
-) -> tuple[int, set[SourceKey], int]:
+) -> tuple[int, set[SourceKey], int, int]:
     """Check and count the input stream, clear an earlier output (without ``resume``) and agree on a
-    run id: (run id, the sources already done, this process's share). Usage errors raise
-    :class:`InputError` here, before any work."""
+    run id: (run id, the sources already done, how many of the inputs they are, this process's share).
+    Usage errors raise :class:`InputError` here, before any work."""
     check_table_path(output)
     done = _done(output, predictor.columns) if resume else set()
     sources = finished = mine = 0
@@ -269,7 +271,7 @@ def _start(
     run = ranks.broadcast(time.time_ns() // 1000)  # after rank 0's clean-up
     ranks.barrier()  # every process has read what was done before any writes
     parts_path(output).mkdir(parents=True, exist_ok=True)
-    return run, done, mine
+    return run, done, finished, mine
 
 
 def predict_to_file(
@@ -290,18 +292,20 @@ def predict_to_file(
     predicts the others. Failures are logged and written to :func:`errors_path`. Usage errors (bad
     inputs, nothing to predict) raise :class:`InputError` before any work."""
     output, ranks = Path(output), ranks or Ranks()
-    run, done, mine = _start(predictor, inputs, output, resume, ranks)
+    run, done, kept, mine = _start(predictor, inputs, output, resume, ranks)
     share = ((index, source) for index, source, is_mine in _deal(inputs, done, ranks) if is_mine)
     results = predictor.stream(share, total=mine, progress=progress and ranks.rank == 0)
-    writer = _PartWriter(output, run, ranks, predictor.region_names)
+    writer = _PartWriter(output, run, ranks, predictor)
     started = time.monotonic()
     try:
         predicted, audio_seconds, failures = _write_share(results, writer, save_every)
     except BaseException:
-        writer.flush()
-        if not ranks.distributed:
-            _merge(output, run, predictor.columns, resume)
-        else:
+        try:
+            writer.flush()
+        finally:  # the output holds what was predicted, whatever stopped the run
+            if not ranks.distributed:
+                _merge(output, run, predictor.columns, resume)
+        if ranks.distributed:
             log.error("rank %d stopped; its finished chunks are kept in %s: run again with --resume",
                       ranks.rank, parts_path(output))  # fmt: skip
         raise
@@ -313,7 +317,7 @@ def predict_to_file(
         failures = _merge(output, run, predictor.columns, resume)
     failed = ranks.broadcast(len(failures))
     predicted, audio_seconds = ranks.sum([predicted, audio_seconds])
-    return Summary(int(predicted), audio_seconds, time.monotonic() - started, failed, failures)
+    return Summary(int(predicted), kept, audio_seconds, time.monotonic() - started, failed, failures)
 
 
 def _write_share(

@@ -10,8 +10,15 @@ description all derive from it. A source's values, on named columns:
 * ``arousal_unit``, ``valence_unit``, ``dominance_unit``: the same on [0, 1];
 * ``r``, ``theta``, ``phi``: the centred point 2 (x - 1) / 6 - 1 in spherical
   coordinates (r >= 0; theta in [0, pi] and phi in (-pi, pi], radians);
-* ``region`` (the most probable region's name) and ``p_<region>`` (the
-  probabilities), for a model with a region head.
+* ``silent``: true when no 25 ms frame of the span reaches
+  :data:`emosphere.audio.SILENCE_DBFS` (-60 dBFS): the values then describe
+  no speech;
+* ``region_point``: the region (of the model's region set) in which the
+  predicted point (arousal, valence, dominance) lies, from the regression head;
+* ``region_classifier`` (the auxiliary classifier's most probable region) and
+  ``p_<region>`` (its probabilities), for a model with a region head. The two
+  regions come from different heads and may differ: the classifier was
+  trained beside the regression, not from it.
 
 :func:`describe` makes these columns from (n, 3) predictions on [0, 1];
 :func:`rows` lays out the rows of predictions (a source's row, then its
@@ -26,15 +33,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .audio import SAMPLE_RATE
-from .sphere import DIMENSIONS, MODEL_SCALE, Scale, centre, from_unit, to_spherical, to_unit
+from .audio import SAMPLE_RATE, SILENCE_DBFS
+from .sphere import DIMENSIONS, MODEL_SCALE, RegionSet, Scale, centre, from_unit, to_spherical, to_unit
 
 if TYPE_CHECKING:
     from .engine import Prediction
 
 KEY_COLUMNS = ("file", "level", "start", "end")
-TEXT_COLUMNS = ("file", "level", "region")
-"""The columns that hold text; every other column is a number."""
+TEXT_COLUMNS = ("file", "level", "region_point", "region_classifier")
+"""The columns that hold text; ``silent`` is true or false, every other column is a number."""
 SPAN_FIELDS: dict[str, str] = {
     "start": "start of the span, seconds from the beginning of the file",
     "end": "end of the span, seconds (for a whole file: its duration)",
@@ -47,41 +54,56 @@ VALUE_FIELDS: dict[str, str] = {
     "phi": "azimuth atan2(dominance, arousal) of the centred point, radians in (-pi, pi]",
 }
 """The numeric value columns and what each means, its scale stated."""
+SILENT_FIELD = (
+    f"true when no 25 ms frame of the span reaches {SILENCE_DBFS:g} dBFS (RMS): no speech, the values describe silence"
+)
 REGION_FIELDS: dict[str, str] = {
-    "region": "the most probable region of the emotion sphere (null without a region head)",
-    "region_probabilities": "probability of each region, by name (null without a region head)",
+    "region_point": "the region of the emotion sphere in which the predicted arousal, valence and dominance lie "
+    "(the regression head)",
+    "region_classifier": "the most probable region according to the auxiliary region classifier, a head of its "
+    "own that may disagree with region_point (null without a region head)",
+    "region_probabilities": "the region classifier's probability of each region, by name (null without a region head)",
 }
 
 
 def columns(region_names: Sequence[str]) -> list[str]:
     """Every column of a prediction table, in order, for a model with these regions (none: no region head)."""
-    regions = ["region", *(f"p_{name}" for name in region_names)] if len(region_names) else []
-    return [*KEY_COLUMNS, *VALUE_FIELDS, *regions]
+    classifier = ["region_classifier", *(f"p_{name}" for name in region_names)] if len(region_names) else []
+    return [*KEY_COLUMNS, *VALUE_FIELDS, "silent", "region_point", *classifier]
 
 
 def describe(
-    avd_unit: np.ndarray, region_probs: np.ndarray | None, region_names: Sequence[str], scale: Scale = MODEL_SCALE
+    avd_unit: np.ndarray,
+    region_probs: np.ndarray | None,
+    region_names: Sequence[str],
+    regions: RegionSet,
+    silent: np.ndarray | None = None,
+    scale: Scale = MODEL_SCALE,
 ) -> pd.DataFrame:
-    """The value columns (see the module docstring) for (n, 3) predictions on [0, 1] and (n, K)
-    region probabilities (or None); ``arousal``, ``valence`` and ``dominance`` on ``scale`` (an
-    evaluation reports them on its corpus's scale), everything else as stated."""
+    """The value columns (see the module docstring) for (n, 3) predictions on [0, 1], (n, K) region
+    probabilities (or None) over ``region_names``, in the model's region set ``regions``, and the
+    spans' (n,) silence flags (None: not measured, all false); ``arousal``, ``valence`` and
+    ``dominance`` on ``scale`` (an evaluation reports them on its corpus's scale)."""
     scaled = from_unit(avd_unit)
     table = pd.DataFrame(scale.from_model(scaled), columns=list(DIMENSIONS))
     table[[f"{d}_unit" for d in DIMENSIONS]] = to_unit(scaled)
     table[["r", "theta", "phi"]] = to_spherical(centre(scaled))
+    table["silent"] = np.zeros(len(table), bool) if silent is None else np.asarray(silent, bool)
+    table["region_point"] = np.asarray(regions.class_names)[regions.assign(scaled)]
     if region_probs is not None:
-        table["region"] = np.asarray(region_names)[region_probs.argmax(1)]
+        table["region_classifier"] = np.asarray(region_names)[region_probs.argmax(1)]
         table[[f"p_{name}" for name in region_names]] = region_probs
     return table
 
 
-def rows(predictions: Iterable[Prediction], region_names: Sequence[str]) -> pd.DataFrame:
-    """The rows of every prediction, in the order given (the columns and no rows when there are none).
+def rows(predictions: Iterable[Prediction], region_names: Sequence[str], regions: RegionSet) -> pd.DataFrame:
+    """The rows of every prediction, in the order given (the columns and no rows when there are none),
+    for a model with ``region_names`` (none: no region head) and the region set ``regions``.
     Each source gets its row, then, when it has several windows, one row per window (``level``
     "window"). A whole file's row has ``level`` "file" and spans 0 to its duration; a segment's
     has ``level`` "segment" and spans the segment as given. ``start`` and ``end`` are seconds from
     the beginning of the file, for window rows too."""
-    files, levels, bounds, avd, probs = [], [], [], [], []
+    files, levels, bounds, avd, probs, silent = [], [], [], [], [], []
     for p in predictions:
         windows = p.spans.astype(np.float64) / SAMPLE_RATE
         offset = 0.0 if p.segment is None else p.segment[0]
@@ -92,22 +114,28 @@ def rows(predictions: Iterable[Prediction], region_names: Sequence[str]) -> pd.D
         bounds += [[0.0, windows[:, 1].max()] if p.segment is None else list(p.segment)]
         avd.append(source_avd[None])
         probs.append(None if source_probs is None else source_probs[None])
+        loud = np.full(len(windows), np.inf) if p.loudest is None else p.loudest
+        silent.append(loud.max(initial=-np.inf) < SILENCE_DBFS)
         if count > 1:
             bounds += (windows + offset).tolist()
             avd.append(np.clip(p.avd, 0.0, 1.0))
             probs.append(p.probs)
+            silent.extend(loud < SILENCE_DBFS)
     keys = pd.DataFrame({"file": files, "level": levels, **dict(zip(("start", "end"), np.reshape(bounds, (-1, 2)).T))})
     if not avd:
         avd, probs = [np.zeros((0, 3))], [np.zeros((0, len(region_names))) if len(region_names) else None]
     region_probs = None if probs[0] is None else np.concatenate(probs)
-    return pd.concat([keys, describe(np.concatenate(avd), region_probs, region_names)], axis=1)
+    described = describe(np.concatenate(avd), region_probs, region_names, regions, np.array(silent, bool))
+    return pd.concat([keys, described], axis=1)
 
 
 def json_values(row: dict[str, Any], region_names: Sequence[str]) -> dict[str, Any]:
-    """One table row as the service's JSON object: :data:`SPAN_FIELDS`, :data:`VALUE_FIELDS` and
-    :data:`REGION_FIELDS` (the probabilities as a mapping from region name)."""
-    values = {key: float(row[key]) for key in (*SPAN_FIELDS, *VALUE_FIELDS)}
-    has_regions = "region" in row
-    values["region"] = row["region"] if has_regions else None
-    values["region_probabilities"] = {n: float(row[f"p_{n}"]) for n in region_names} if has_regions else None
+    """One table row as the service's JSON object: :data:`SPAN_FIELDS`, :data:`VALUE_FIELDS`, ``silent``
+    and :data:`REGION_FIELDS` (the probabilities as a mapping from region name)."""
+    values: dict[str, Any] = {key: float(row[key]) for key in (*SPAN_FIELDS, *VALUE_FIELDS)}
+    values["silent"] = bool(row["silent"])
+    values["region_point"] = row["region_point"]
+    has_classifier = "region_classifier" in row
+    values["region_classifier"] = row["region_classifier"] if has_classifier else None
+    values["region_probabilities"] = {n: float(row[f"p_{n}"]) for n in region_names} if has_classifier else None
     return values

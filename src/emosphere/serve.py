@@ -15,19 +15,24 @@ gives the numbers ``emosphere predict`` gives for the same file. The JSON
 answer's fields, and their descriptions in the OpenAPI document, come from
 :mod:`emosphere.schema`.
 
-Cross-request batching: the model is not safe to run from several threads at
-once, so one worker thread (:class:`Batcher`) owns it. It takes the first
-waiting upload, then collects more for up to ``batch_wait`` seconds or until a
-batch of windows is waiting (the predictor's batch size), runs them as one pool (windows sorted by
-length, zero-padded batches; padding never changes a prediction), and answers
-each request. Decoding runs in the server's thread pool, so the event loop
-only moves bytes.
+Scheduling (:class:`Batcher`): a few lane threads (``lanes``, default 2) run
+the model, a batch of windows per pass; each pass takes the upload with the
+fewest windows left that no other lane is running, so a 1 s clip that arrives
+while a 400 s file is being predicted is answered by the free lane at once,
+and never waits for the long file's remaining windows. With cross-request
+batching, a pass also takes windows of the next uploads (after waiting up to
+``batch_wait`` seconds for more, unless a batch is waiting); padding never
+changes a prediction. A request whose client disconnects is cancelled: its
+windows not yet run are dropped. Decoding runs in the server's thread pool, so
+the event loop only moves bytes.
 
 Limits, each a 4xx with a reason (never a 500), after which the server goes
-on serving: an empty upload (400), a body over ``max_upload_mb`` (413), audio
-over ``max_seconds`` (413), anything soundfile cannot decode or shorter than
-the model's minimum (422), a missing ``file`` field (422), more than
-``max_pending`` uploads waiting for the model (503).
+on serving: an empty file (400), a body that is not readable multipart data
+(400), a body over ``max_upload_mb`` (413), audio over ``max_seconds`` (413),
+anything soundfile cannot decode, without samples or shorter than the model's
+minimum (422), a missing ``file`` field or more than one (422), more than
+``max_pending`` uploads waiting for the model (503). File names are shown as
+:func:`emosphere.names.readable` writes them.
 """
 
 from __future__ import annotations
@@ -37,10 +42,7 @@ import io
 import itertools
 import logging
 import math
-import queue
 import socket
-import threading
-import time
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -50,23 +52,33 @@ from typing import Annotated, Any
 import python_multipart  # noqa: F401  (FastAPI needs it for uploads; missing, it is an ImportError here)
 import soundfile as sf
 import uvicorn
-from fastapi import FastAPI, File, HTTPException, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, create_model
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
-from .audio import plausible_rate
+from .audio import EMPTY_FILE, plausible_rate
 from .engine import Failure, Item, Prediction, Predictor
 from .inputs import ArraySource, InputError
-from .schema import REGION_FIELDS, SPAN_FIELDS, VALUE_FIELDS, json_values
+from .names import readable
+from .schedule import Batcher, Busy
+from .schema import REGION_FIELDS, SILENT_FIELD, SPAN_FIELDS, VALUE_FIELDS, json_values
 
 log = logging.getLogger(__name__)
 
 PAGE = "serve.html"
 """The web page, shipped inside the package."""
+DISCONNECT_POLL = 0.05
+"""Seconds between checks, while a request waits for the model, that its client is still there."""
+GONE = 499
+"""The status of a request whose client went away (nginx's): nobody reads it."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +95,12 @@ class Settings:
     """Longest audio, in seconds."""
     max_pending: int = 64
     """Uploads that may wait for the model; more are answered 503."""
+    lanes: int = 2
+    """Threads that run the model, each a pass at a time: a short upload takes a free lane while a long one runs."""
 
     def __post_init__(self) -> None:
-        if self.max_pending < 1:
-            raise InputError(f"need max pending >= 1, got {self.max_pending}")
+        if self.max_pending < 1 or self.lanes < 1:
+            raise InputError(f"need max pending >= 1 and lanes >= 1, got {self.max_pending} and {self.lanes}")
         limits = (self.batch_wait, self.max_upload_mb, self.max_seconds)
         if not all(map(math.isfinite, limits)) or self.batch_wait < 0 or min(limits[1:]) <= 0:
             raise InputError(
@@ -99,77 +113,6 @@ class Settings:
         return int(self.max_upload_mb * 2**20)
 
 
-class Busy(Exception):
-    """More uploads are waiting for the model than :attr:`Settings.max_pending`."""
-
-
-class Batcher:
-    """The one thread that runs ``predictor``: :meth:`submit` a decoded upload, get a future of its
-    :class:`Prediction`. Uploads submitted close together run as one pool (see the module docstring)."""
-
-    def __init__(self, predictor: Predictor, settings: Settings) -> None:
-        self.predictor = predictor
-        self.settings = settings
-        self.pools = 0
-        """Pools run so far (one or more forward passes each)."""
-        self.requests = 0
-        """Uploads answered so far."""
-        self._queue: queue.Queue[tuple[Item, Future] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="emosphere-batcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    def submit(self, item: Item) -> Future:
-        if self._queue.qsize() >= self.settings.max_pending:
-            raise Busy
-        future: Future = Future()
-        self._queue.put((item, future))
-        return future
-
-    def _collect(self) -> list[tuple[Item, Future]] | None:
-        """The next pool: the first waiting upload and those that join it in time; None to stop."""
-        first = self._queue.get()
-        if first is None:
-            return None
-        pool, windows = [first], len(first[0].spans)
-        deadline = time.monotonic() + self.settings.batch_wait
-        while self.settings.cross_request and windows < self.predictor.options.batch_size:
-            try:
-                entry = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if entry is None:
-                self._queue.put(None)  # stop after this pool
-                break
-            pool.append(entry)
-            windows += len(entry[0].spans)
-        return pool
-
-    def _run(self) -> None:
-        while (pool := self._collect()) is not None:
-            pool = [(item, future) for item, future in pool if future.set_running_or_notify_cancel()]
-            try:
-                results = self.predictor.run([item for item, _ in pool])
-            except Exception as error:
-                log.exception("the model failed on a pool of %d uploads", len(pool))
-                for _, future in pool:
-                    future.set_exception(error)
-                continue
-            self.pools += 1
-            self.requests += len(pool)
-            for (_, future), result in zip(pool, results):
-                future.set_result(result)
-
-
 # --- the JSON answer ---------------------------------------------------------------------------
 
 
@@ -179,7 +122,9 @@ def answer_model(window: float, hop: float) -> type[BaseModel]:
     fields: dict[str, Any] = {
         key: (float, Field(description=text)) for key, text in {**SPAN_FIELDS, **VALUE_FIELDS}.items()
     }
-    fields["region"] = (str | None, Field(description=REGION_FIELDS["region"]))
+    fields["silent"] = (bool, Field(description=SILENT_FIELD))
+    fields["region_point"] = (str, Field(description=REGION_FIELDS["region_point"]))
+    fields["region_classifier"] = (str | None, Field(description=REGION_FIELDS["region_classifier"]))
     probabilities = REGION_FIELDS["region_probabilities"]
     fields["region_probabilities"] = (dict[str, float] | None, Field(description=probabilities))
     values = create_model("Values", __doc__="Predictions for a span of the audio; the scale of each value is stated.",
@@ -211,9 +156,10 @@ class Health(BaseModel):
     requests: int = Field(description="uploads answered so far")
 
 
-def as_json(prediction: Prediction, region_names: list[str]) -> dict[str, Any]:
+def as_json(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
     """A prediction as ``POST /predict`` answers it (:func:`answer_model`)."""
-    file_row, *window_rows = prediction.table(region_names).to_dict("records")
+    region_names = predictor.region_names
+    file_row, *window_rows = prediction.table(region_names, predictor.regions).to_dict("records")
     return {
         "file": prediction.name,
         **json_values(file_row, region_names),
@@ -277,13 +223,39 @@ class UploadLimit:
         await self.app(scope, limited, send)
 
 
+async def explain_multipart(request: Request, error: Exception) -> Response:
+    """FastAPI's answers, except that Starlette's 400 "Invalid multipart data." says what was invalid."""
+    assert isinstance(error, StarletteHTTPException)
+    reason = getattr(error.__context__, "__cause__", None)  # the parser's error, under Starlette's
+    if error.status_code == 400 and isinstance(reason, FormParserError):
+        hint = f" (a header line of a part, such as the file name's, may hold {DEFAULT_MAX_HEADER_SIZE} bytes)"
+        detail = f"{str(error.detail).rstrip('.')}: {reason}{hint if 'header size' in str(reason) else ''}"
+        error = StarletteHTTPException(400, detail)
+    return await http_exception_handler(request, error)
+
+
+async def unless_gone(request: Request, future: Future) -> Prediction | None:
+    """The result of ``future``, or None when the client disconnects first: the future is then
+    cancelled, and the batcher drops the windows of its upload not yet run."""
+    waiting = asyncio.wrap_future(future)
+    while not (await asyncio.wait({waiting}, timeout=DISCONNECT_POLL))[0]:
+        if await request.is_disconnected():
+            future.cancel()
+            return None
+    return waiting.result()
+
+
 # --- the application ---------------------------------------------------------------------------
 
 
 def create_app(predictor: Predictor, settings: Settings | None = None, model_name: str = "model") -> FastAPI:
-    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application."""
+    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application.
+    (Long: the routes are closures over the predictor, the batcher and the settings.)"""
     settings = settings or Settings()
-    batcher = Batcher(predictor, settings)
+    batcher = Batcher(
+        predictor, lanes=settings.lanes, batch_wait=settings.batch_wait, cross_request=settings.cross_request,
+        max_pending=settings.max_pending,
+    )  # fmt: skip
     region_names = predictor.region_names
     window, hop = predictor.options.window, predictor.options.hop
     page = files(__package__).joinpath(PAGE).read_text(encoding="utf-8")
@@ -307,6 +279,7 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
     app.state.batcher = batcher
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_exception_handler(StarletteHTTPException, explain_multipart)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
@@ -331,23 +304,27 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
     errors = {
         code: {"description": text, "content": {"application/json": {"example": {"detail": "reason"}}}}
         for code, text in [
-            (400, "empty upload"),
+            (400, "empty file, or not readable multipart data"),
             (413, "upload or audio over the limits"),
-            (422, "not audio, too short, or no file field"),
+            (422, "not audio, no samples, too short, or not one file field"),
             (503, "too many uploads waiting; retry later"),
         ]
     }
 
     @app.post("/predict", response_model=answer_model(window, hop), responses=errors)
     async def predict(
+        request: Request,
         file: Annotated[UploadFile, File(description="an audio file in any format soundfile reads")],
     ) -> Any:
         """Arousal, valence and dominance of the uploaded audio (the duration-weighted aggregate of
         its windows), its region of the emotion sphere, and each window's values for long audio."""
+        sent = len((await request.form()).getlist("file"))  # FastAPI parsed the form: this reads it again
+        if sent > 1:
+            raise HTTPException(422, f"one file per request: the field file was sent {sent} times")
         data = await file.read()
-        name = file.filename or "upload"
+        name = readable(file.filename or "upload")
         if not data:
-            raise HTTPException(400, f"{name}: empty upload (the file field holds no bytes)")
+            raise HTTPException(400, f"{name}: {EMPTY_FILE}")
         item = await run_in_threadpool(
             decode_upload, predictor, next(upload_ids), name, data, max_seconds=settings.max_seconds
         )
@@ -355,8 +332,10 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
             future = batcher.submit(item)
         except Busy:
             raise HTTPException(503, f"{batcher.pending} uploads are waiting for the model; retry later") from None
-        prediction = await asyncio.wrap_future(future)
-        return await run_in_threadpool(as_json, prediction, region_names)
+        prediction = await unless_gone(request, future)
+        if prediction is None:
+            return JSONResponse({"detail": "the client went away"}, status_code=GONE)
+        return await run_in_threadpool(as_json, prediction, predictor)
 
     return app
 

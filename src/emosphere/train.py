@@ -255,7 +255,18 @@ def _devices(value: str) -> int | list[int] | str:
     return value
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "Tip: ... try installing ..." lines, which advertise its cloud services."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: " not in record.getMessage()
+
+
+NO_ADVERTS = _NoAdverts()
+
+
 def build_trainer(config: RunConfig, run: RunDir) -> L.Trainer:
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NO_ADVERTS)
     t = config.trainer
     precision = t.precision
     if precision == "auto":
