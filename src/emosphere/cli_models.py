@@ -8,7 +8,17 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
-from .cli_options import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_model, add_quiet, log
+from .cli_options import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    add_model,
+    add_quiet,
+    add_segments,
+    log,
+    vad_settings,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -46,6 +56,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--resume", action="store_true",
         help="keep the sources already in --output (or in its unmerged parts), predict only the others",
     )  # fmt: skip
+    add_segments(p, "fixed", "the numbers evaluate and serve give, for utterances; use vad for long recordings")
     add_quiet(p)
     p.set_defaults(func=predict)
 
@@ -140,13 +151,16 @@ def predict(args: argparse.Namespace) -> int:
     from .load import load_predictor
     from .predict import errors_path, predict_to_file
     from .ranks import Ranks
+    from .segments import with_segments
 
+    settings = vad_settings(args)
     ranks = Ranks.from_env()
     with ranks.joined():
         predictor = load_predictor(
             args.model, _options(args), backend=args.backend, device=ranks.device(args.device),
             precision=args.precision, threads=args.threads or ranks.threads(),
         )  # fmt: skip
+        predictor = with_segments(predictor, args.segments, settings)
         summary = predict_to_file(
             predictor, args.inputs, args.output, resume=args.resume, ranks=ranks, progress=not args.quiet
         )
