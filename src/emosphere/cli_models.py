@@ -1,4 +1,4 @@
-"""The commands that use a trained model: ``predict``, ``export``, ``serve`` and
+"""The commands that use a trained model: ``predict``, ``timeline``, ``export``, ``serve`` and
 ``import-original``; each owns its arguments."""
 
 from __future__ import annotations
@@ -42,11 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--output", required=True, type=Path,
         help="output table: CSV, or JSON lines (.jsonl) or parquet (.parquet) by extension",
     )  # fmt: skip
-    p.add_argument(
-        "--window", type=POSITIVE,
-        help="window length in seconds; longer audio is cut into windows (default: the model's training crop, 12)",
-    )  # fmt: skip
-    p.add_argument("--hop", type=POSITIVE, help="seconds between window starts (default: half the window)")
+    add_windows(p)
     p.add_argument(
         "--threads", type=POSITIVE_INT,
         help="CPU threads per process (default: the engine's choice for one process; the cores shared among the "
@@ -59,6 +55,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_segments(p, "fixed", "the numbers evaluate and serve give, for utterances; use vad for long recordings")
     add_quiet(p)
     p.set_defaults(func=predict)
+
+    p = commands.add_parser(
+        "timeline",
+        help="emotion over time: a table and a picture for each recording, and a page for the run",
+        description="For each recording (inputs as for predict): OUTPUT/<name>.csv with the rows emosphere predict "
+        "writes (speech regions and their windows: start and end in seconds, arousal, valence, dominance on 1-7, the "
+        "region and its probabilities), OUTPUT/<name>.png (the three values over time, speech shaded, the region band "
+        "under it) and OUTPUT/index.html, one self-contained page listing the recordings with their pictures. Files "
+        "are read in blocks: an hour-long recording runs in bounded memory. Exit code 0: all done, 1: some "
+        "recordings failed (listed on the page), 2: usage error. See docs/timeline.md.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder, list file, manifest or glob pattern")
+    add_model(p)
+    p.add_argument("--output", required=True, type=Path, help="output folder (created; files in it are replaced)")
+    add_windows(p)
+    add_segments(p, "vad", "a timeline is for recordings with pauses, music or noise, which get no values")
+    add_quiet(p)
+    p.set_defaults(func=timeline)
 
     p = commands.add_parser(
         "export",
@@ -138,6 +152,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=import_original)
 
 
+def add_windows(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--window", type=POSITIVE,
+        help="window length in seconds; longer audio is cut into windows (default: the model's training crop, 12)",
+    )  # fmt: skip
+    parser.add_argument("--hop", type=POSITIVE, help="seconds between window starts (default: half the window)")
+
+
 def _options(args: argparse.Namespace):
     from .engine import Options
 
@@ -174,6 +196,25 @@ def predict(args: argparse.Namespace) -> int:
         if summary.failed:
             print(f"{summary.failed} source(s) could not be predicted, listed in {errors_path(args.output)}")
     return 1 if summary.failed else 0
+
+
+def timeline(args: argparse.Namespace) -> int:
+    from .load import load_predictor
+    from .segments import with_segments
+    from .timeline import PAGE, write_timelines
+
+    settings = vad_settings(args)
+    predictor = load_predictor(
+        args.model, _options(args), backend=args.backend, device=args.device, precision=args.precision
+    )
+    summary = write_timelines(
+        with_segments(predictor, args.segments, settings), args.inputs, args.output, progress=not args.quiet
+    )
+    print(
+        f"wrote {args.output / PAGE} and a table and a picture for each of {len(summary.recordings)} recording(s)"
+        + (f"; {len(summary.failures)} could not be predicted (listed on the page)" if summary.failures else "")
+    )
+    return 1 if summary.failures else 0
 
 
 def export(args: argparse.Namespace) -> int:
