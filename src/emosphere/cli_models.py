@@ -119,6 +119,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--max-pending", type=POSITIVE_INT, default=64,
         help="uploads that may wait for the model; more are answered 503 (default 64)",
     )  # fmt: skip
+    live = p.add_argument_group("live streams (WebSocket /stream)")
+    live.add_argument("--stream-hop", type=POSITIVE, default=1.0, help="seconds between a stream's answers (default 1)")
+    live.add_argument(
+        "--stream-context", type=POSITIVE,
+        help="longest stretch of speech an answer covers, seconds (default: the window, 12)",
+    )  # fmt: skip
+    live.add_argument(
+        "--max-streams", type=POSITIVE_INT, default=4, help="streams open at once; more are refused (default 4)"
+    )
     p.set_defaults(func=serve)
 
     p = commands.add_parser(
@@ -247,8 +256,11 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         from .serve import Settings, create_app, listen, server
+        from .stream import StreamSettings
     except ImportError as error:
-        raise missing_extra("emosphere serve", "fastapi, uvicorn and python-multipart", "serve", error) from None
+        raise missing_extra(
+            "emosphere serve", "fastapi, uvicorn, python-multipart and websockets", "serve", error
+        ) from None
     from .backends import TorchBackend
     from .load import load_predictor
 
@@ -256,6 +268,7 @@ def serve(args: argparse.Namespace) -> int:
         batch_wait=args.batch_wait_ms / 1000, cross_request=args.batching != "off",
         max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, max_pending=args.max_pending,
     )  # fmt: skip
+    stream = StreamSettings(hop=args.stream_hop, context=args.stream_context, max_streams=args.max_streams)
     with listen(args.host, args.port) as sock:
         predictor = load_predictor(
             args.model, _options(args), backend=args.backend, device=args.device, precision=args.precision
@@ -266,12 +279,12 @@ def serve(args: argparse.Namespace) -> int:
             settings = dataclasses.replace(settings, cross_request=on_gpu)
         host, port = sock.getsockname()[:2]
         print(
-            f"serving {args.model} on http://{host}:{port}/ (the page), POST /predict, GET /health, "
+            f"serving {args.model} on http://{host}:{port}/ (the page), POST /predict, WebSocket /stream, GET /health, "
             f"GET /openapi.json; cross-request batching {'on' if settings.cross_request else 'off'}; Ctrl-C stops",
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then re-raises the Ctrl-C
-            server(create_app(predictor, settings, model_name=str(args.model)), sock).run(sockets=[sock])
+            server(create_app(predictor, settings, str(args.model), stream), sock).run(sockets=[sock])
     return 0
 
 

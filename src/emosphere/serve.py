@@ -48,9 +48,10 @@ from importlib.resources import files
 from typing import Annotated, Any
 
 import python_multipart  # noqa: F401  (FastAPI needs it for uploads; missing, it is an ImportError here)
+import websockets  # noqa: F401  (uvicorn needs it for /stream; missing, it is an ImportError here)
 import soundfile as sf
 import uvicorn
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, UploadFile, WebSocket
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
@@ -62,6 +63,7 @@ from .audio import plausible_rate
 from .engine import Failure, Item, Prediction, Predictor
 from .inputs import ArraySource, InputError
 from .schema import REGION_FIELDS, SPAN_FIELDS, VALUE_FIELDS, json_values
+from .stream import Live, StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +211,9 @@ class Health(BaseModel):
     pending: int = Field(description="uploads waiting for the model now")
     pools: int = Field(description="pools of uploads run through the model so far")
     requests: int = Field(description="uploads answered so far")
+    streams: dict[str, Any] = Field(
+        description="live streams on /stream: settings, open now, hops answered and skipped"
+    )
 
 
 def as_json(prediction: Prediction, region_names: list[str]) -> dict[str, Any]:
@@ -280,10 +285,17 @@ class UploadLimit:
 # --- the application ---------------------------------------------------------------------------
 
 
-def create_app(predictor: Predictor, settings: Settings | None = None, model_name: str = "model") -> FastAPI:
-    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application."""
+def create_app(
+    predictor: Predictor,
+    settings: Settings | None = None,
+    model_name: str = "model",
+    stream: StreamSettings | None = None,
+) -> FastAPI:
+    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application;
+    ``stream``: how live streams on ``/stream`` are answered (:mod:`emosphere.stream`)."""
     settings = settings or Settings()
     batcher = Batcher(predictor, settings)
+    live = Live(predictor, batcher.submit, Busy, stream or StreamSettings())
     region_names = predictor.region_names
     window, hop = predictor.options.window, predictor.options.hop
     page = files(__package__).joinpath(PAGE).read_text(encoding="utf-8")
@@ -305,12 +317,18 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
         "for uploaded speech. See docs/serve.md.",
     )
     app.state.batcher = batcher
+    app.state.live = live
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
         return page
+
+    @app.websocket("/stream")
+    async def stream_audio(websocket: WebSocket) -> None:
+        """Live audio in, emotion every hop out: see :mod:`emosphere.stream` and docs/serve.md."""
+        await live.handle(websocket)
 
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
@@ -326,6 +344,7 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
             "pending": batcher.pending,
             "pools": batcher.pools,
             "requests": batcher.requests,
+            "streams": live.describe(),
         }
 
     errors = {
