@@ -48,9 +48,9 @@ from importlib.resources import files
 from typing import Annotated, Any
 
 import python_multipart  # noqa: F401  (FastAPI needs it for uploads; missing, it is an ImportError here)
-import websockets  # noqa: F401  (uvicorn needs it for /stream; missing, it is an ImportError here)
 import soundfile as sf
 import uvicorn
+import websockets  # noqa: F401  (uvicorn needs it for /stream; missing, it is an ImportError here)
 from fastapi import FastAPI, File, HTTPException, UploadFile, WebSocket
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, create_model
