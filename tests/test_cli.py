@@ -33,8 +33,8 @@ COMMANDS = build_parser()._subparsers._group_actions[0].choices
 
 
 def test_every_command_is_registered():
-    assert set(COMMANDS) == {"prepare", "check", "train", "evaluate", "predict", "export", "serve", "demo-corpus",
-                             "report", "ablate", "import-original"}  # fmt: skip
+    assert set(COMMANDS) == {"prepare", "check", "train", "evaluate", "predict", "timeline", "export", "serve",
+                             "demo-corpus", "report", "ablate", "import-original"}  # fmt: skip
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
