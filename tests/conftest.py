@@ -139,7 +139,7 @@ SENTENCES = (
     "I told you already, we are not going there tonight!",
     "Could you please pass me the salt?",
 )
-PAUSES = (0.8, 1.5, 2.0, 1.0)
+PAUSES = (0.8, 1.5, 3.0, 1.0)
 """Seconds of near-silence before each sentence and after the last."""
 
 

@@ -51,7 +51,9 @@ def recordings(talk, tmp_path_factory):
 def table(model_dir, recordings, tmp_path_factory) -> pd.DataFrame:
     output = tmp_path_factory.mktemp("out") / "vad.csv"
     inputs = [recordings[k] for k in ("talk", "silence", "speech")]
-    assert main(["predict", "--model", model_dir, "--segments", "vad", "--output", str(output), "--quiet", *inputs]) == 0
+    assert (
+        main(["predict", "--model", model_dir, "--segments", "vad", "--output", str(output), "--quiet", *inputs]) == 0
+    )
     return read_table(output)
 
 
@@ -147,7 +149,9 @@ def test_resume_keeps_the_recordings_done_with_their_regions(model_dir, recordin
 )
 def test_vad_option_mistakes_are_one_line_and_exit_2(model_dir, recordings, tmp_path, capsys, options, message):
     try:
-        code = main(["predict", "--model", model_dir, "--output", str(tmp_path / "o.csv"), *options, recordings["talk"]])
+        code = main(
+            ["predict", "--model", model_dir, "--output", str(tmp_path / "o.csv"), *options, recordings["talk"]]
+        )
     except SystemExit as exit:
         code = exit.code
     error = capsys.readouterr().err.strip()

@@ -249,7 +249,7 @@ class _Stream:
             size, limit = len(data) // self.dtype.itemsize, self.max_bytes // self.dtype.itemsize
             return (
                 CLOSE_TOO_BIG,
-                f"a message of {size} samples; the limit is {self.live.settings.max_chunk:g} s ({limit})",
+                f"a message of {size} samples; the limit is {limit} ({self.live.settings.max_chunk:g} s)",
             )
         samples = np.frombuffer(data, self.dtype)
         if self.dtype.kind == "f" and not np.isfinite(samples).all():
