@@ -1,4 +1,5 @@
-"""Speech segments (emosphere.segments): ``emosphere predict --segments vad`` and ``EmoSphereSER.predict(segments="vad")``."""
+"""Speech segments (emosphere.segments): ``emosphere predict --segments vad`` and
+``EmoSphereSER.predict(segments="vad")``."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_each_sentence_is_a_speech_row_and_pauses_get_none(table, talk):
     rows = table[table["file"] == str(path)]
     assert list(rows["level"]) == ["file", "speech", "speech", "speech"]
     speech = rows[rows["level"] == "speech"]
-    np.testing.assert_allclose(speech[["start", "end"]], np.array(truth) + [-PAD, PAD], atol=0.2)
+    np.testing.assert_allclose(speech[["start", "end"]], np.add(truth, [-PAD, PAD]), atol=0.2)
     file_row = rows.iloc[0]
     assert file_row["status"] == "ok" and file_row["start"] == 0
     assert file_row["end"] == pytest.approx(sf.info(path).duration)
@@ -118,7 +119,7 @@ def test_a_segment_source_is_searched_for_speech_within_its_bounds(model, talk):
     rows = predictor.table([Segment(str(path), start, end)])
     assert list(rows["level"]) == ["segment", "speech", "speech"]
     assert (rows.iloc[0]["start"], rows.iloc[0]["end"]) == (start, end)
-    np.testing.assert_allclose(rows.iloc[1:][["start", "end"]], np.array(truth[1:]) + [-PAD, PAD], atol=0.2)
+    np.testing.assert_allclose(rows.iloc[1:][["start", "end"]], np.add(truth[1:], [-PAD, PAD]), atol=0.2)
 
 
 def test_bad_files_are_listed_and_the_run_goes_on(model_dir, recordings, tmp_path):

@@ -3,6 +3,8 @@ Silero VAD on espeak-ng speech with pauses of known position."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -49,7 +51,7 @@ def test_speech_shorter_than_the_minimum_is_dropped():
 def test_long_speech_is_cut_into_adjacent_pieces_of_the_maximum_length():
     found = regions(frames((0.512, 0), (10.24, 0.9), (1, 0)), pad=0.0, max_region=4.0)
     assert [b - a for a, b in found[:-1]] == pytest.approx([4.0, 4.0], abs=FRAME / SECOND)
-    assert all(a == b for (_, a), (b, _) in zip(found, found[1:]))
+    assert all(a == b for (_, a), (b, _) in itertools.pairwise(found))
     assert (found[0][0], found[-1][1]) == (0.512, 10.752)
 
 
