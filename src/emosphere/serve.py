@@ -50,8 +50,7 @@ from typing import Annotated, Any
 import python_multipart  # noqa: F401  (FastAPI needs it for uploads; missing, it is an ImportError here)
 import soundfile as sf
 import uvicorn
-import websockets  # noqa: F401  (uvicorn needs it for /stream; missing, it is an ImportError here)
-from fastapi import FastAPI, File, HTTPException, UploadFile, WebSocket
+from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
@@ -317,18 +316,13 @@ def create_app(
         "for uploaded speech. See docs/serve.md.",
     )
     app.state.batcher = batcher
-    app.state.live = live
+    live.mount(app)
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
         return page
-
-    @app.websocket("/stream")
-    async def stream_audio(websocket: WebSocket) -> None:
-        """Live audio in, emotion every hop out: see :mod:`emosphere.stream` and docs/serve.md."""
-        await live.handle(websocket)
 
     @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from starlette.websockets import WebSocket
 
 from .audio import SAMPLE_RATE
 from .engine import Failure, Item, Predictor
@@ -171,6 +172,8 @@ class Live:
     ) -> None:
         self.predictor, self.submit, self.busy, self.settings = predictor, submit, busy, settings
         SileroFrames.load_session()  # a missing VAD is a one-line error at start-up, not a broken stream
+        import websockets  # noqa: F401  (uvicorn needs it for WebSockets; missing, it is an ImportError here)
+
         self.context = settings.context or predictor.options.window
         self.streams = 0
         """Streams open now."""
@@ -183,7 +186,15 @@ class Live:
         return {**asdict(self.settings), "context": self.context, "open": self.streams, "answered": self.answered,
                 "skipped": self.skipped}  # fmt: skip
 
-    async def handle(self, websocket: Any) -> None:
+    def mount(self, app: Any) -> None:
+        """Serve live streams on ``app``'s (FastAPI) WebSocket ``/stream``."""
+
+        @app.websocket("/stream")
+        async def stream_audio(websocket: WebSocket) -> None:
+            """Live audio in, emotion every hop out: see :mod:`emosphere.stream` and docs/serve.md."""
+            await self.handle(websocket)
+
+    async def handle(self, websocket: WebSocket) -> None:
         """Serve one stream (starlette WebSocket) until the client leaves or breaks the protocol."""
         await websocket.accept()
         sample_format = websocket.query_params.get("format", "s16le")
