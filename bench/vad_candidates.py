@@ -23,35 +23,15 @@ audio. Missing candidates are skipped.
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
+from longrec_common import SENTENCES, speak
 
 from emosphere.vad import FRAME, SAMPLE_RATE, Segmenter, SileroFrames, VadSettings
 
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "I told you already, we are not going there tonight!",
-    "Could you please pass me the salt and the pepper?",
-    "That was the best concert I have heard in years.",
-    "Nobody knows where the old keys have gone.",
-    "Well, maybe tomorrow will be a better day for all of us.",
-]
 PAUSES = [0.7, 2.5, 1.0, 6.0, 1.5, 5.0, 2.0]
 """Seconds before each sentence and after the last; the 6 s pause holds music, the 5 s one noise."""
-
-
-def speak(text: str, voice: str) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "s.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True)
-        samples, rate = sf.read(path, dtype="float32")
-    return soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32)
 
 
 def music(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -77,7 +57,7 @@ def signal() -> tuple[np.ndarray, list[tuple[float, float]], dict[str, tuple[flo
     rng = np.random.default_rng(0)
     parts, truth, others, at = [], [], {}, 0
     voices = ["en", "en+f3", "en-us", "en+m3", "en+f2", "en"]
-    for i, text in enumerate([*SENTENCES, None]):
+    for i, text in enumerate([*SENTENCES[:6], None]):
         pause = np.zeros(int(PAUSES[i] * SAMPLE_RATE), np.float32)
         if PAUSES[i] in (6.0, 5.0):
             filler = (music if PAUSES[i] == 6.0 else noise)(PAUSES[i] - 2, rng)

@@ -8,7 +8,6 @@ on; a stream that leaves is forgotten at once; a model that falls behind merges 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
@@ -22,7 +21,7 @@ sync_client = pytest.importorskip("websockets.sync.client", reason="the stream t
 httpx = pytest.importorskip("httpx", reason="the service tests need httpx (in the test extra)")
 
 from conftest import tiny_model  # noqa: E402
-from test_serve import CHROMIUM, Gate, run_in_thread  # noqa: E402
+from test_serve import Gate, chromium, run_in_thread  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 from emosphere.backends import TorchBackend  # noqa: E402
@@ -214,18 +213,9 @@ def test_stream_settings_no_service_can_use_are_refused(changes):
 
 @pytest.fixture(scope="module")
 def live_browser(talk):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip("chromium is not installed (apt-get install chromium; make test installs it)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extra)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                  f"--use-file-for-fake-audio-capture={talk[0]}"],
-        )  # fmt: skip
+    """Chromium whose fake microphone plays talk.wav (in a loop)."""
+    with chromium(f"--use-file-for-fake-audio-capture={talk[0]}") as browser:
         yield browser
-        browser.close()
 
 
 def test_live_mode_moves_the_point_with_the_values_of_offline_prediction(live_browser, url, model):
