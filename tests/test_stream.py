@@ -75,8 +75,7 @@ def feed(connection, samples: np.ndarray, speed: float = 4.0) -> list[dict]:
     for first in range(0, len(samples), CHUNK):
         connection.send(samples[first : first + CHUNK].tobytes())
         time.sleep(CHUNK / 16000 / speed)
-    time.sleep(1.0)
-    connection.send('{"type": "end"}')
+    connection.send('{"type": "end"}')  # the hops completed are answered before the server closes
     reader.join(timeout=60)
     return [m for m in messages if m["type"] == "hop"]
 

@@ -23,7 +23,9 @@ Backpressure (:class:`Live`): a stream has at most one hop with the model and
 one waiting. A hop that comes while another waits replaces it, and the answer
 counts the hops merged away (``skipped``); a hop the model queue refuses (the
 service's ``max_pending``) is skipped too. Nothing queues without bound, and a
-stream that disconnects is forgotten at once (its waiting hop cancelled).
+stream that disconnects is forgotten at once (its waiting hop cancelled). A
+client that ends with the text ``{"type": "end"}`` gets the answers of the
+hops it completed, then a normal close.
 """
 
 from __future__ import annotations
@@ -242,6 +244,8 @@ class _Stream:
             data = message.get("bytes")
             problem = self._problem(message, data)
             if problem is not None:
+                while problem[0] == CLOSE_NORMAL and self.running is not None:  # answer the hops received first
+                    await self.running
                 await self.websocket.close(*problem)
                 return
             samples = np.frombuffer(data, self.dtype).astype(np.float32) / self.scale
@@ -285,6 +289,7 @@ class _Stream:
                 self.dropped = 0
         except Exception as error:  # the model failed, or the client left: the stream ends
             log.debug("stream answer failed", exc_info=True)
+            self.running = self.waiting = None
             with contextlib.suppress(Exception):
                 await self.websocket.close(CLOSE_ERROR, f"the model failed: {first_line(error, 100)}")
             return

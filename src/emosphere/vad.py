@@ -25,6 +25,7 @@ Two parts:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -217,7 +218,9 @@ class SpeechDetector:
         return closed + self.segmenter.finish(self.samples)
 
 
-def speech_regions(blocks: Any, settings: VadSettings | None = None, frames: Any = None) -> list[tuple[int, int]]:
+def speech_regions(
+    blocks: Iterable[np.ndarray], settings: VadSettings | None = None, frames: Any = None
+) -> list[tuple[int, int]]:
     """All speech regions of audio given as an iterable of 16 kHz mono blocks (samples)."""
     detector = SpeechDetector(settings, frames)
     regions = []
