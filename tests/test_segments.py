@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections import deque
 
 import numpy as np
 import pandas as pd
@@ -166,3 +167,22 @@ def test_without_the_vad_extra_it_says_how_to_install_it(model_dir, recordings, 
     args = ["predict", "--model", model_dir, "--segments", "vad", "--output", str(tmp_path / "o.csv")]
     assert main([*args, recordings["talk"]]) == 2
     assert "pip install 'emosphere[vad]'" in capsys.readouterr().err
+
+
+def test_a_recording_is_read_a_block_at_a_time_as_its_regions_are_predicted(model, talk, monkeypatch):
+    from emosphere import segments
+
+    read = []
+
+    def counted(*args, **kwargs):
+        for block in blocks(*args, **kwargs):
+            read.append(len(block))
+            yield block
+
+    blocks = segments.audio.blocks
+    monkeypatch.setattr(segments, "BLOCK_SECONDS", 1.0)
+    monkeypatch.setattr(segments.audio, "blocks", counted)
+    predictor = SpeechPredictor(Predictor(TorchBackend(model)))
+    regions = predictor._regions(enumerate([str(talk[0])]), deque())
+    next(regions)  # the first sentence's region
+    assert 0 < len(read) < sf.info(talk[0]).duration / 2, "the whole file was read before its first region"

@@ -154,7 +154,7 @@ class SpeechPredictor(Predictor):
             try:
                 plan.bounds, blocks, samples = _blocks(source)
                 detector = SpeechDetector(self.settings)
-                for block in [*blocks, None]:
+                for block in itertools.chain(blocks, [None]):  # None: the end
                     for start, end in detector.feed(block) if block is not None else detector.finish():
                         span = (plan.bounds[0] + start / audio.SAMPLE_RATE, plan.bounds[0] + end / audio.SAMPLE_RATE)
                         plan.spans.append(span)
