@@ -66,7 +66,7 @@ def closed(connection) -> tuple[int, str]:
     return error.value.rcvd.code, error.value.rcvd.reason
 
 
-def feed(connection, samples: np.ndarray, speed: float = 4.0) -> list[dict]:
+def feed(connection, samples: np.ndarray, speed: float = 8.0) -> list[dict]:
     """Send ``samples`` in messages of :data:`CHUNK` samples at ``speed`` times real time, then end
     the stream; every hop answer."""
     messages: list[dict] = []
