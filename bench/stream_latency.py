@@ -10,7 +10,7 @@ setting: p50 and p95 latency over the answers with values (the model ran) and
 over all answers, hops answered, hops dropped (merged away because the model
 was behind) and their share. Target: one stream, p95 <= 1 s at a 1 s hop.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/stream_latency.py [--streams 1 2 4] [--seconds 30]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/stream_latency.py [--streams 1 2 4] [--seconds 30] [--context 6]
 """
 
 from __future__ import annotations
@@ -76,11 +76,10 @@ async def measure(address: str, audio: np.ndarray, count: int, seconds: float) -
     return summary([a for answers in results for a in answers])
 
 
-def serve(model: Path, max_streams: int) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emosphere", "serve", "--model", str(model), "--port", "0", "--max-streams",
-         str(max_streams)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+def serve(model: Path, max_streams: int, context: float | None) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "emosphere", "serve", "--model", str(model), "--port", "0", "--max-streams",
+               str(max_streams), *(["--stream-context", str(context)] if context else [])]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = process.stdout.readline()
     found = re.search(r"http://([\d.]+:\d+)", line)
     deadline = time.monotonic() + 120
@@ -100,12 +99,13 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["torch", "int8"], choices=["torch", "onnx", "int8"])
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--context", type=float, help="the service's --stream-context (default: its own, 12 s)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     paths, audio = models(args.cache), material()
-    figures: dict = {"cpus": os.cpu_count(), "seconds": args.seconds, "runs": {}}
+    figures: dict = {"cpus": os.cpu_count(), "seconds": args.seconds, "context": args.context, "runs": {}}
     for backend in args.backends:
-        process, address = serve(paths[backend], max(args.streams))
+        process, address = serve(paths[backend], max(args.streams), args.context)
         try:
             asyncio.run(measure(address, audio, 1, 5.0))  # warm up
             for count in args.streams:
