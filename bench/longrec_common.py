@@ -63,9 +63,9 @@ def speak(text: str, voice: str) -> np.ndarray:
 
 def material(seed: int = 0) -> np.ndarray:
     """About two minutes of a conversation: the sentences in turn with pauses of 0.3-2.5 s, a stretch
-    of music (harmonic chords) and one of silence; faint noise throughout."""
+    of music (harmonic chords) and one of silence, 1 s of silence at either end; faint noise throughout."""
     rng = np.random.default_rng(seed)
-    parts = []
+    parts = [np.zeros(SAMPLE_RATE, np.float32)]  # silence at both ends: tiles never join two regions into one
     for turn in range(24):
         parts.append(speak(SENTENCES[turn % len(SENTENCES)], VOICES[turn % len(VOICES)]))
         parts.append(np.zeros(int(rng.uniform(0.3, 2.5) * SAMPLE_RATE), np.float32))
@@ -73,6 +73,7 @@ def material(seed: int = 0) -> np.ndarray:
             t = np.arange(8 * SAMPLE_RATE) / SAMPLE_RATE
             chords = sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330, 440)) if turn == 7 else 0 * t
             parts.append((0.04 * chords).astype(np.float32))
+    parts.append(np.zeros(SAMPLE_RATE, np.float32))
     audio = np.concatenate(parts)
     return audio + 0.003 * rng.standard_normal(len(audio)).astype(np.float32)
 
