@@ -62,13 +62,15 @@ def speak(text: str, voice: str) -> np.ndarray:
 
 
 def material(seed: int = 0) -> np.ndarray:
-    """About two minutes of a conversation: the sentences in turn with pauses of 0.3-2.5 s, a stretch
-    of music (harmonic chords) and one of silence, 1 s of silence at either end; faint noise throughout."""
+    """About two minutes of a conversation: the sentences in turn with pauses of 0.6-2.5 s, twice five
+    sentences with 0.25 s pauses (one region of about 15 s), a stretch of music (harmonic chords)
+    and one of silence, 1 s of silence at either end; faint noise throughout."""
     rng = np.random.default_rng(seed)
     parts = [np.zeros(SAMPLE_RATE, np.float32)]  # silence at both ends: tiles never join two regions into one
     for turn in range(24):
         parts.append(speak(SENTENCES[turn % len(SENTENCES)], VOICES[turn % len(VOICES)]))
-        parts.append(np.zeros(int(rng.uniform(0.3, 2.5) * SAMPLE_RATE), np.float32))
+        long_turn = turn % 12 in (3, 4, 5, 6)  # one speaker goes on: a region longer than a window
+        parts.append(np.zeros(int((0.25 if long_turn else rng.uniform(0.6, 2.5)) * SAMPLE_RATE), np.float32))
         if turn in (7, 15):
             t = np.arange(8 * SAMPLE_RATE) / SAMPLE_RATE
             chords = sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330, 440)) if turn == 7 else 0 * t
