@@ -211,3 +211,50 @@ def served(model_dir: Path, *options: str) -> Iterator[tuple[str, str]]:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "I told you already, we are not going there tonight!",
+    "Could you please pass me the salt?",
+)
+PAUSES = (0.8, 1.5, 3.0, 1.0)
+"""Seconds of near-silence before each sentence and after the last."""
+
+
+def speak(text: str) -> np.ndarray:
+    """``text`` spoken by espeak-ng at 16 kHz, its leading and trailing silence cut off."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import soxr
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng; make setup installs it)")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+        samples, rate = sf.read(path, dtype="float32")
+    samples = soxr.resample(samples, rate, 16000).astype(np.float32)
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    return samples[loud[0] : loud[-1] + 1]
+
+
+@pytest.fixture(scope="session")
+def talk(tmp_path_factory) -> tuple[Path, list[tuple[float, float]]]:
+    """A 16 kHz WAV of three spoken sentences between pauses (:data:`PAUSES`) over faint noise, and
+    each sentence's (start, end) in seconds."""
+    rng = np.random.default_rng(0)
+    parts, spans, at = [], [], 0
+    for i, pause in enumerate(PAUSES):
+        parts.append(np.zeros(int(pause * 16000), np.float32))
+        at += len(parts[-1])
+        if i < len(SENTENCES):
+            parts.append(speak(SENTENCES[i]))
+            spans.append((at / 16000, (at + len(parts[-1])) / 16000))
+            at += len(parts[-1])
+    audio = np.concatenate(parts)
+    path = tmp_path_factory.mktemp("talk") / "talk.wav"
+    sf.write(path, audio + 0.003 * rng.standard_normal(len(audio)).astype(np.float32), 16000)
+    return path, spans

@@ -35,8 +35,8 @@ COMMANDS = build_parser()._subparsers._group_actions[0].choices
 
 
 def test_every_command_is_registered():
-    assert set(COMMANDS) == {"prepare", "check", "train", "evaluate", "compare", "predict", "export", "serve",
-                             "demo-corpus", "report", "ablate", "import-original"}  # fmt: skip
+    assert set(COMMANDS) == {"prepare", "check", "train", "evaluate", "compare", "predict", "timeline", "export",
+                             "serve", "demo-corpus", "report", "ablate", "import-original"}  # fmt: skip
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

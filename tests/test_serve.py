@@ -7,6 +7,7 @@ through Playwright (skipped, with the reason, where either is missing).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -486,8 +487,9 @@ def test_emosphere_serve_on_cuda_batches_requests_and_answers_the_cpu_numbers(mo
 # --- the page in a browser ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextlib.contextmanager
+def chromium(*extra_args: str):
+    """Debian's chromium through Playwright, headless, with a fake microphone (skipped where missing)."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip("chromium is not installed (apt-get install chromium; make test installs it)")
     playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extra)")
@@ -502,10 +504,17 @@ def browser():
                 "--disable-dev-shm-usage",
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
+                *extra_args,
             ],
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as browser:
+        yield browser
 
 
 def test_the_page_shows_the_values_of_an_uploaded_clip(browser, url, clips, tmp_path):

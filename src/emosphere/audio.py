@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,6 +97,38 @@ def load(path: str | os.PathLike, max_seconds: float | None = None, offset: floa
     if len(samples) == 0:
         raise AudioError(f"{name}: {EMPTY_AUDIO}")
     return samples
+
+
+def blocks(
+    path: str | os.PathLike, block_seconds: float = 30.0, offset: float = 0.0, duration: float | None = None
+) -> Iterator[np.ndarray]:
+    """A file's audio from ``offset`` seconds on (at most ``duration`` seconds) as consecutive 16 kHz
+    mono float32 blocks of about ``block_seconds``, decoded and resampled (soxr's streaming
+    resampler) a block at a time: memory does not grow with the file. Raises :class:`AudioError`."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            if not plausible_rate(rate):
+                raise AudioError(f"{path}: implausible sample rate {rate} Hz")
+            if offset:
+                f.seek(int(round(offset * rate)))
+            left = math.inf if duration is None else int(round(duration * rate))
+            stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
+            size = max(1, int(block_seconds * rate))
+            while left > 0:
+                block = f.read(frames=int(min(size, left)), dtype="float32", always_2d=True)
+                left -= len(block)
+                last = len(block) < size or left <= 0
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: audio contains NaN or infinite samples")
+                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                yield mono if stream is None else stream.resample_chunk(mono, last=last)
+                if last:
+                    break
+    except DECODE_ERRORS as error:
+        if isinstance(error, AudioError):
+            raise
+        raise AudioError(f"{path}: cannot read audio ({error})") from error
 
 
 def plausible_rate(rate: int) -> bool:

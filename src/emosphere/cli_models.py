@@ -1,4 +1,4 @@
-"""The commands that use a trained model: ``predict``, ``export``, ``serve`` and
+"""The commands that use a trained model: ``predict``, ``timeline``, ``export``, ``serve`` and
 ``import-original``; each owns its arguments."""
 
 from __future__ import annotations
@@ -8,7 +8,17 @@ import contextlib
 import dataclasses
 from pathlib import Path
 
-from .cli_options import COUNT, NON_NEGATIVE, POSITIVE, POSITIVE_INT, add_model, add_quiet, log
+from .cli_options import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    add_model,
+    add_quiet,
+    add_segments,
+    log,
+    vad_settings,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,11 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--output", required=True, type=Path,
         help="output table: CSV, or JSON lines (.jsonl) or parquet (.parquet) by extension",
     )  # fmt: skip
-    p.add_argument(
-        "--window", type=POSITIVE,
-        help="window length in seconds; longer audio is cut into windows (default: the model's training crop, 12)",
-    )  # fmt: skip
-    p.add_argument("--hop", type=POSITIVE, help="seconds between window starts (default: half the window)")
+    add_windows(p)
     p.add_argument(
         "--threads", type=POSITIVE_INT,
         help="CPU threads per process (default: the engine's choice for one process; the cores shared among the "
@@ -47,8 +53,27 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--resume", action="store_true",
         help="keep the sources already in --output (or in its unmerged parts), predict only the others",
     )  # fmt: skip
+    add_segments(p, "fixed", "the numbers evaluate and serve give, for utterances; use vad for long recordings")
     add_quiet(p)
     p.set_defaults(func=predict)
+
+    p = commands.add_parser(
+        "timeline",
+        help="emotion over time: a table and a picture for each recording, and a page for the run",
+        description="For each recording (inputs as for predict): OUTPUT/<name>.csv with the rows emosphere predict "
+        "writes (speech regions and their windows: start and end in seconds, arousal, valence, dominance on 1-7, the "
+        "region and its probabilities), OUTPUT/<name>.png (the three values over time, speech shaded, the region band "
+        "under it) and OUTPUT/index.html, one self-contained page listing the recordings with their pictures. Files "
+        "are read in blocks: an hour-long recording runs in bounded memory. Exit code 0: all done, 1: some "
+        "recordings failed (listed on the page), 2: usage error. See docs/timeline.md.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder, list file, manifest or glob pattern")
+    add_model(p)
+    p.add_argument("--output", required=True, type=Path, help="output folder (created; files in it are replaced)")
+    add_windows(p)
+    add_segments(p, "vad", "a timeline is for recordings with pauses, music or noise, which get no values")
+    add_quiet(p)
+    p.set_defaults(func=timeline)
 
     p = commands.add_parser(
         "export",
@@ -100,6 +125,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="threads that run the model, a batch of windows each: a short upload takes a free lane while a long "
         "one runs (default 2)",
     )  # fmt: skip
+    live = p.add_argument_group("live streams (WebSocket /stream)")
+    live.add_argument("--stream-hop", type=POSITIVE, default=1.0, help="seconds between a stream's answers (default 1)")
+    live.add_argument(
+        "--stream-context", type=POSITIVE,
+        help="longest stretch of speech an answer covers, seconds (default: the window, 12)",
+    )  # fmt: skip
+    live.add_argument(
+        "--max-streams", type=POSITIVE_INT, default=4, help="streams open at once; more are refused (default 4)"
+    )
     p.set_defaults(func=serve)
 
     p = commands.add_parser(
@@ -133,6 +167,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(func=import_original)
 
 
+def add_windows(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--window", type=POSITIVE,
+        help="window length in seconds; longer audio is cut into windows (default: the model's training crop, 12)",
+    )  # fmt: skip
+    parser.add_argument("--hop", type=POSITIVE, help="seconds between window starts (default: half the window)")
+
+
 def _options(args: argparse.Namespace):
     from .engine import Options
 
@@ -147,13 +189,16 @@ def predict(args: argparse.Namespace) -> int:
     from .names import readable
     from .predict import errors_path, predict_to_file
     from .ranks import Ranks
+    from .segments import with_segments
 
+    settings = vad_settings(args)
     ranks = Ranks.from_env()
     with ranks.joined():
         predictor = load_predictor(
             args.model, _options(args), backend=args.backend, device=ranks.device(args.device),
             precision=args.precision, threads=args.threads or ranks.threads(),
         )  # fmt: skip
+        predictor = with_segments(predictor, args.segments, settings)
         summary = predict_to_file(
             predictor, args.inputs, args.output, resume=args.resume, ranks=ranks, progress=not args.quiet
         )
@@ -168,6 +213,25 @@ def predict(args: argparse.Namespace) -> int:
         if summary.failed:
             print(f"{summary.failed} source(s) could not be predicted, listed in {readable(errors_path(args.output))}")
     return 1 if summary.failed else 0
+
+
+def timeline(args: argparse.Namespace) -> int:
+    from .load import load_predictor
+    from .segments import with_segments
+    from .timeline import PAGE, write_timelines
+
+    settings = vad_settings(args)
+    predictor = load_predictor(
+        args.model, _options(args), backend=args.backend, device=args.device, precision=args.precision
+    )
+    summary = write_timelines(
+        with_segments(predictor, args.segments, settings), args.inputs, args.output, progress=not args.quiet
+    )
+    print(
+        f"wrote {args.output / PAGE} and a table and a picture for each of {len(summary.recordings)} recording(s)"
+        + (f"; {len(summary.failures)} could not be predicted (listed on the page)" if summary.failures else "")
+    )
+    return 1 if summary.failures else 0
 
 
 def export(args: argparse.Namespace) -> int:
@@ -200,8 +264,11 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         from .serve import Settings, create_app, listen, server
+        from .stream import StreamSettings
     except ImportError as error:
-        raise missing_extra("emosphere serve", "fastapi, uvicorn and python-multipart", "serve", error) from None
+        raise missing_extra(
+            "emosphere serve", "fastapi, uvicorn, python-multipart and websockets", "serve", error
+        ) from None
     from .backends import TorchBackend
     from .load import load_predictor
 
@@ -210,6 +277,7 @@ def serve(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds, max_pending=args.max_pending,
         lanes=args.lanes,
     )  # fmt: skip
+    stream = StreamSettings(hop=args.stream_hop, context=args.stream_context, max_streams=args.max_streams)
     with listen(args.host, args.port) as sock:
         predictor = load_predictor(
             args.model, _options(args), backend=args.backend, device=args.device, precision=args.precision
@@ -220,12 +288,12 @@ def serve(args: argparse.Namespace) -> int:
             settings = dataclasses.replace(settings, cross_request=on_gpu)
         host, port = sock.getsockname()[:2]
         print(
-            f"serving {args.model} on http://{host}:{port}/ (the page), POST /predict, GET /health, "
+            f"serving {args.model} on http://{host}:{port}/ (the page), POST /predict, WebSocket /stream, GET /health, "
             f"GET /openapi.json; cross-request batching {'on' if settings.cross_request else 'off'}; Ctrl-C stops",
             flush=True,
         )
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops cleanly, then re-raises the Ctrl-C
-            server(create_app(predictor, settings, model_name=str(args.model)), sock).run(sockets=[sock])
+            server(create_app(predictor, settings, str(args.model), stream), sock).run(sockets=[sock])
     return 0
 
 

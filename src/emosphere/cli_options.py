@@ -45,6 +45,7 @@ def _number(kind: type, bounds: Bounds):
 
 POSITIVE_INT, COUNT = _number(int, Bounds(low=1)), _number(int, Bounds(low=0))
 POSITIVE, NON_NEGATIVE = _number(float, Bounds(low=0, low_open=True)), _number(float, Bounds(low=0))
+PROBABILITY = _number(float, Bounds(low=0, high=1, low_open=True, high_open=True))
 
 
 def DEVICE(text: str) -> str:
@@ -183,3 +184,43 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def add_overrides(parser: argparse.ArgumentParser, text: str = "config overrides (values parsed as YAML)") -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=text)
+
+
+def add_segments(parser: argparse.ArgumentParser, default: str, why: str) -> None:
+    """How a recording is cut before the model: --segments (fixed windows, or the VAD's speech regions)
+    and the VAD's settings (see emosphere.vad.VadSettings)."""
+    group = parser.add_argument_group("speech segments")
+    group.add_argument(
+        "--segments", choices=["fixed", "vad"], default=default,
+        help="fixed: windows over the whole recording, silence and music included; vad: a voice activity detector "
+        f"finds the speech first and only speech is predicted (pip install 'emosphere[vad]'); default {default}: "
+        f"{why}",
+    )  # fmt: skip
+    group.add_argument(
+        "--vad-threshold", type=PROBABILITY, default=0.5, help="speech probability that starts speech (default 0.5)"
+    )
+    group.add_argument(
+        "--min-speech", type=NON_NEGATIVE, default=0.25, help="speech shorter than this is dropped, s (default 0.25)"
+    )
+    group.add_argument(
+        "--min-silence", type=NON_NEGATIVE, default=0.5,
+        help="pauses shorter than this stay inside a speech region, s (default 0.5)",
+    )  # fmt: skip
+    group.add_argument(
+        "--speech-pad", type=NON_NEGATIVE, default=0.1,
+        help="audio kept before and after each region's speech, s; at most half --min-silence (default 0.1)",
+    )  # fmt: skip
+    group.add_argument(
+        "--max-region", type=POSITIVE, default=60.0,
+        help="longer speech regions are cut into pieces of at most this, s (default 60)",
+    )  # fmt: skip
+
+
+def vad_settings(args: argparse.Namespace):
+    """The :class:`emosphere.vad.VadSettings` of the options :func:`add_segments` added."""
+    from .vad import VadSettings
+
+    return VadSettings(
+        threshold=args.vad_threshold, min_speech=args.min_speech, min_silence=args.min_silence, pad=args.speech_pad,
+        max_region=args.max_region,
+    )  # fmt: skip

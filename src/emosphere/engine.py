@@ -387,8 +387,12 @@ class Predictor:
         """All rows (:func:`emosphere.schema.rows`) of ``sources``, in input order. Failed sources are
         left out, logged, and listed as (name, error) pairs in ``table.attrs["errors"]``."""
         results = list(self.stream(enumerate(sources), total=len(sources), progress=progress))
-        table = schema.rows((r for r in results if isinstance(r, Prediction)), self.region_names, self.regions)
+        table = self.rows(r for r in results if not isinstance(r, Failure))
         table.attrs["errors"] = [(r.name, r.error) for r in results if isinstance(r, Failure)]
         for name, error in table.attrs["errors"]:
             log.warning("skipped %s: %s", name, error)
         return table
+
+    def rows(self, predictions: Iterable[Prediction]) -> pd.DataFrame:
+        """The table rows of predictions from :meth:`stream` (:func:`emosphere.schema.rows`)."""
+        return schema.rows(predictions, self.region_names, self.regions)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .inputs import Input
+    from .vad import VadSettings
 
 log = logging.getLogger(__name__)
 
@@ -153,20 +154,26 @@ class EmoSphereSER(nn.Module):
         hop: float | None = None,
         precision: str = "fp32",
         progress: bool = False,
+        segments: str = "fixed",
+        vad: VadSettings | None = None,
     ) -> pd.DataFrame:
         """Predict audio files, folders, manifests, globs or arrays; one row per file, plus one per
         window for audio longer than ``window`` seconds (default: the training crop, 12 s; ``hop``
         default: half the window). Arrays are (samples,) or (samples, channels) at ``sampling_rate``
         (required for them) and are named ``array_<i>``. Inputs that fail (unreadable, too short)
         are logged, left out and listed in ``table.attrs["errors"]``. Runs on the model's device at
-        ``precision`` (fp32, bf16 or fp16) and puts the model in eval mode. Columns: see
-        docs/predict.md; the rule for windows and aggregation: :mod:`emosphere.engine`."""
+        ``precision`` (fp32, bf16 or fp16) and puts the model in eval mode. ``segments="vad"``
+        predicts only the speech a voice activity detector finds (settings ``vad``; see
+        :mod:`emosphere.segments`). Columns: see docs/predict.md; the rule for windows and
+        aggregation: :mod:`emosphere.engine`."""
         from .backends import TorchBackend
         from .engine import Options, Predictor
         from .inputs import as_sources
+        from .segments import with_segments
 
         backend = TorchBackend(self, next(self.parameters()).device, precision)
-        predictor = Predictor(backend, Options(batch_size=batch_size, window=window, hop=hop))
+        options = Options(batch_size=batch_size, window=window, hop=hop)
+        predictor = with_segments(Predictor(backend, options), segments, vad)
         return predictor.table(as_sources(inputs, sampling_rate), progress=progress)
 
     # --- the model directory ---------------------------------------------------------------

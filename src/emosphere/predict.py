@@ -40,7 +40,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +51,7 @@ from .engine import Failure, Prediction, Predictor
 from .inputs import InputError, Source, SourceKey, iter_inputs, segment_key, source_key
 from .io import atomic_path, check_table_path, iter_table, table_writer, write_table, write_text_atomic
 from .ranks import Ranks
-from .schema import KEY_COLUMNS, TEXT_COLUMNS, rows
+from .schema import KEY_COLUMNS, TEXT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ CHUNK_SOURCES = 2000
 """A process writes a chunk at least every this many sources (and every ``save_every`` seconds)."""
 INDEX = "input_index"
 """The column of a chunk that holds each row's source position in the input stream."""
+SOURCE_LEVELS = ("file", "segment")
+"""The levels of the rows that stand for a source (the rows after one, up to the next, are its parts)."""
 EXACT_COLUMNS = ("start", "end")
 """Columns written at full precision (times in long recordings need more than 6 digits)."""
 CHUNK = re.compile(r"run(?P<run>\d+)\.part-(?P<rank>\d+)-of-(?P<world>\d+)\.(?P<seq>\d+)\.(?P<kind>csv|errors\.csv)")
@@ -163,23 +165,23 @@ def _deal(
 class _PartWriter:
     """This process's chunk files of one run."""
 
-    def __init__(self, output: Path, run: int, ranks: Ranks, predictor: Predictor) -> None:
+    def __init__(self, output: Path, run: int, ranks: Ranks, rows: Callable[[list], pd.DataFrame]) -> None:
         self.prefix = _part(output, run, ranks.rank, ranks.world)
-        self.region_names, self.regions = predictor.region_names, predictor.regions
+        self.rows = rows
         self.predictions: list[Prediction] = []
         self.failures: list[Failure] = []
         self.written = 0
 
     def add(self, result: Prediction | Failure) -> None:
-        (self.predictions if isinstance(result, Prediction) else self.failures).append(result)
+        (self.failures if isinstance(result, Failure) else self.predictions).append(result)
 
     def __len__(self) -> int:
         return len(self.predictions) + len(self.failures)
 
     def flush(self) -> None:
         if self.predictions:
-            table = rows(self.predictions, self.region_names, self.regions)
-            source = np.cumsum(table["level"].to_numpy() != "window") - 1
+            table = self.rows(self.predictions)
+            source = np.cumsum(np.isin(table["level"].to_numpy(), SOURCE_LEVELS)) - 1
             table.insert(0, INDEX, np.array([p.index for p in self.predictions])[source])
             with atomic_path(f"{self.prefix}.{self.written:06d}.csv") as tmp:
                 table.to_csv(tmp, index=False)  # full precision: the output is formatted once, at the merge
@@ -208,7 +210,7 @@ def _not_in(rows: Iterable[tuple], kept: set[SourceKey], columns: list[str]) -> 
     file, level, start, end = (1 + columns.index(c) for c in KEY_COLUMNS)
     keep = True
     for row in rows:
-        if row[level] != "window":
+        if row[level] in SOURCE_LEVELS:
             keep = (row[file] if row[level] == "file" else segment_key(row[file], row[start], row[end])) not in kept
         if keep:
             yield row
@@ -295,7 +297,7 @@ def predict_to_file(
     run, done, kept, mine = _start(predictor, inputs, output, resume, ranks)
     share = ((index, source) for index, source, is_mine in _deal(inputs, done, ranks) if is_mine)
     results = predictor.stream(share, total=mine, progress=progress and ranks.rank == 0)
-    writer = _PartWriter(output, run, ranks, predictor)
+    writer = _PartWriter(output, run, ranks, predictor.rows)
     started = time.monotonic()
     try:
         predicted, audio_seconds, failures = _write_share(results, writer, save_every)
@@ -328,7 +330,7 @@ def _write_share(
     predicted, audio_seconds, failures = 0, 0.0, []
     for result in results:
         writer.add(result)
-        if isinstance(result, Prediction):
+        if not isinstance(result, Failure):
             predicted, audio_seconds = predicted + 1, audio_seconds + result.seconds
         else:
             log.warning("skipped %s: %s", result.name, result.error)

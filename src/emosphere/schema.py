@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .engine import Prediction
 
 KEY_COLUMNS = ("file", "level", "start", "end")
-TEXT_COLUMNS = ("file", "level", "region_point", "region_classifier")
+TEXT_COLUMNS = ("file", "level", "region_point", "region_classifier", "status")
 """The columns that hold text; ``silent`` is true or false, every other column is a number."""
 SPAN_FIELDS: dict[str, str] = {
     "start": "start of the span, seconds from the beginning of the file",
@@ -139,3 +139,18 @@ def json_values(row: dict[str, Any], region_names: Sequence[str]) -> dict[str, A
     values["region_classifier"] = row["region_classifier"] if has_classifier else None
     values["region_probabilities"] = {n: float(row[f"p_{n}"]) for n in region_names} if has_classifier else None
     return values
+
+
+# --- speech segments (``--segments vad``) ----------------------------------------------------------
+
+SPEECH_FIELDS: dict[str, str] = {
+    "status": '"ok", or "no speech" for a file (or segment) in which the VAD found none (its values are empty)',
+    "speech_seconds": "seconds of speech the VAD found in the file or segment (on its row; empty on the others)",
+}
+"""The columns a table gets with voice activity detection; level "speech" rows are the speech regions."""
+
+
+def speech_columns(region_names: Sequence[str]) -> list[str]:
+    """:func:`columns` with :data:`SPEECH_FIELDS` after the keys: the columns of ``--segments vad`` tables."""
+    names = columns(region_names)
+    return [*names[: len(KEY_COLUMNS)], *SPEECH_FIELDS, *names[len(KEY_COLUMNS) :]]

@@ -70,6 +70,7 @@ from .inputs import ArraySource, InputError
 from .names import readable
 from .schedule import Batcher, Busy
 from .schema import REGION_FIELDS, SILENT_FIELD, SPAN_FIELDS, VALUE_FIELDS, json_values
+from .stream import Live, StreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,9 @@ class Health(BaseModel):
     pending: int = Field(description="uploads waiting for the model now")
     pools: int = Field(description="pools of uploads run through the model so far")
     requests: int = Field(description="uploads answered so far")
+    streams: dict[str, Any] = Field(
+        description="live streams on /stream: settings, open now, hops answered and skipped"
+    )
 
 
 def as_json(prediction: Prediction, predictor: Predictor) -> dict[str, Any]:
@@ -248,14 +252,21 @@ async def unless_gone(request: Request, future: Future) -> Prediction | None:
 # --- the application ---------------------------------------------------------------------------
 
 
-def create_app(predictor: Predictor, settings: Settings | None = None, model_name: str = "model") -> FastAPI:
-    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application.
+def create_app(
+    predictor: Predictor,
+    settings: Settings | None = None,
+    model_name: str = "model",
+    stream: StreamSettings | None = None,
+) -> FastAPI:
+    """The service for ``predictor``; its :class:`Batcher` starts and stops with the application;
+    ``stream``: how live streams on ``/stream`` are answered (:mod:`emosphere.stream`).
     (Long: the routes are closures over the predictor, the batcher and the settings.)"""
     settings = settings or Settings()
     batcher = Batcher(
         predictor, lanes=settings.lanes, batch_wait=settings.batch_wait, cross_request=settings.cross_request,
         max_pending=settings.max_pending,
     )  # fmt: skip
+    live = Live(predictor, batcher.submit, Busy, stream or StreamSettings())
     region_names = predictor.region_names
     window, hop = predictor.options.window, predictor.options.hop
     page = files(__package__).joinpath(PAGE).read_text(encoding="utf-8")
@@ -277,6 +288,7 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
         "for uploaded speech. See docs/serve.md.",
     )
     app.state.batcher = batcher
+    live.mount(app)
 
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.add_exception_handler(StarletteHTTPException, explain_multipart)
@@ -299,6 +311,7 @@ def create_app(predictor: Predictor, settings: Settings | None = None, model_nam
             "pending": batcher.pending,
             "pools": batcher.pools,
             "requests": batcher.requests,
+            "streams": live.describe(),
         }
 
     errors = {
