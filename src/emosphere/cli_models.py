@@ -22,7 +22,14 @@ from .cli_options import (
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Declare the four commands and their options (long: every option is declared once, here)."""
+    _add_predict(commands)
+    _add_timeline(commands)
+    _add_export(commands)
+    _add_serve(commands)
+    _add_import_original(commands)
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "predict",
         help="predict arousal, valence, dominance (and region) for audio files",
@@ -57,6 +64,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(func=predict)
 
+
+def _add_timeline(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "timeline",
         help="emotion over time: a table and a picture for each recording, and a page for the run",
@@ -75,6 +84,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(func=timeline)
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "export",
         help="export a model to ONNX for onnxruntime",
@@ -93,6 +104,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["onnx"], help=argparse.SUPPRESS)  # <= 0.1: ONNX is the only format
     p.set_defaults(func=export)
 
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "serve",
         help="serve a model over HTTP, with a web page to try it",
@@ -136,6 +149,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=serve)
 
+
+def _add_import_original(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "import-original",
         help="turn the original recipe's checkpoints into a model directory",

@@ -260,7 +260,8 @@ def create_app(
 ) -> FastAPI:
     """The service for ``predictor``; its :class:`Batcher` starts and stops with the application;
     ``stream``: how live streams on ``/stream`` are answered (:mod:`emosphere.stream`).
-    (Long: the routes are closures over the predictor, the batcher and the settings.)"""
+
+    Long: the routes are closures over the predictor, the batcher and the settings."""
     settings = settings or Settings()
     batcher = Batcher(
         predictor, lanes=settings.lanes, batch_wait=settings.batch_wait, cross_request=settings.cross_request,
