@@ -2,12 +2,13 @@
 #   make demo   set up, synthesise the demo corpus, train the tiny recipe on CPU, evaluate on Test1
 #   make test   set up and run the whole test suite
 # Set-up installs espeak-ng (Debian/Ubuntu, via apt-get when missing) and a virtual environment
-# in .venv with a CPU build of torch pinned here; pyproject.toml itself only asks for a range.
+# in .venv with a CPU build of torch and the linter ruff pinned here; pyproject.toml itself only asks for ranges.
 # make test also installs Debian's chromium (when missing), which the web page's tests drive.
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+RUFF ?= ruff==0.17.5
 DEMO_DIR ?= runs/demo
 DEMO_CORPUS ?= data/demo_corpus
 DEMO_ARGS ?=
@@ -24,7 +25,7 @@ $(BIN)/python:
 # Re-run the install whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test]" "$(RUFF)"
 	touch $@
 
 # $(call apt-install,COMMAND,PACKAGE): install PACKAGE with apt-get unless COMMAND is on the PATH.
