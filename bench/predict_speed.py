@@ -120,7 +120,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if backend.device.type == "cpu":
         import onnxruntime
 
-        from emosphere.export import export_onnx, quantize_onnx
+        from emosphere.export import export_onnx
+        from emosphere.quantize import quantize_onnx
         from emosphere.runtime import OnnxModel
 
         with tempfile.TemporaryDirectory() as tmp:
