@@ -246,7 +246,8 @@ def log_problems(report: CorpusReport, limit: int = 10) -> None:
 
 def encoder_min_samples(encoder: EncoderConfig) -> int:
     """Resolve the encoder's transformers config (no weights are loaded) and return the shortest
-    input that gives it one frame; raise :class:`ConfigError` naming the key when it cannot be had."""
+    input that gives it one frame; raise :class:`ConfigError` naming the key when it cannot be had, or
+    when ``layers`` asks a pretrained encoder for more transformer layers than it has."""
     from transformers import AutoConfig
 
     values = dict(encoder.config)
@@ -263,6 +264,11 @@ def encoder_min_samples(encoder: EncoderConfig) -> int:
         raise ConfigError(
             f"{key}: {encoder.name!r} is a {hf_config.model_type} model, not a wav2vec2-family "
             "speech encoder (WavLM, wav2vec2, HuBERT, data2vec-audio)"
+        )
+    if encoder.pretrained and encoder.layers > hf_config.num_hidden_layers:
+        raise ConfigError(
+            f"model.encoder.layers: {encoder.layers}, but {encoder.name!r} has {hf_config.num_hidden_layers} "
+            "transformer layers"
         )
     from .encoder import min_input_samples
 
