@@ -25,7 +25,7 @@ from torch import nn
 
 from . import __version__
 from .audio import SAMPLE_RATE
-from .channels_last import channels_last
+from .channels_last import channels_last as as_matrix_products
 from .io import atomic_path
 from .model import EmoSphereSER
 from .quantize import QUANTIZATIONS, quantize_onnx
@@ -93,7 +93,12 @@ def metadata(model: EmoSphereSER) -> dict[str, Any]:
 
 
 def export_onnx(
-    model: EmoSphereSER, path: str | os.PathLike, *, opset: int | None = None, quantize: str | None = None
+    model: EmoSphereSER,
+    path: str | os.PathLike,
+    *,
+    opset: int | None = None,
+    quantize: str | None = None,
+    channels_last: bool = True,
 ) -> Path:
     """Export ``model`` (normalisation, encoder, pooling, heads) to one ONNX file at ``path``;
     with ``quantize="int8"``, quantised by :func:`emosphere.quantize.quantize_onnx`.
@@ -104,7 +109,8 @@ def export_onnx(
     dynamic. Uses the torch.export-based exporter; ``opset`` defaults to
     torch's. The file is written atomically and checked with onnx.checker.
     Weights over :data:`EXTERNAL_DATA_BYTES` go to ``<path>.data`` beside it. The convolutions of the
-    feature extractor and of style pooling are written as matrix products (:mod:`emosphere.channels_last`).
+    feature extractor and of style pooling are written as matrix products (:mod:`emosphere.channels_last`);
+    ``channels_last=False`` keeps them convolutions, as exported before (for comparisons: bench/int8_speed.py).
     """
     import onnx
     import onnx_ir as ir
@@ -114,7 +120,8 @@ def export_onnx(
             raise ValueError(f"unknown quantization {quantize!r}; use one of {', '.join(QUANTIZATIONS)}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:
-            return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset), path)
+            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset, channels_last=channels_last)
+            return quantize_onnx(fp32, path)
     if not model.encoder.exact_batches:
         raise ValueError(
             "this encoder is run one utterance at a time to stay exact (group-norm feature "
@@ -130,7 +137,7 @@ def export_onnx(
     dynamic = torch.export.Dim.DYNAMIC
     was_training = model.training
     try:
-        with _quiet_exporter(), channels_last(model):
+        with _quiet_exporter(), as_matrix_products(model) if channels_last else contextlib.nullcontext():
             program = torch.onnx.export(
                 _Graph(model).eval(),
                 (waveform, lengths),
