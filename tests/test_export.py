@@ -185,8 +185,8 @@ def test_int8_keeps_weights_in_7_bits_so_that_no_cpu_saturates_and_says_so(expor
     # With weights in [-64, 64] no integer kernel saturates, so every x86 CPU (VNNI, AMX, AVX2 and AVX-512
     # without VNNI, SSE) computes the same int32 sums and only fp32 rounding (1e-7) differs: measured 0.0070
     # on each (CPUID masked and qemu Haswell, docs/onnx.md). 8-bit weights gave 0.006 with VNNI but 0.095
-    # on AVX2 (issue 15), which the bound catches.
-    assert 0 < difference < 0.05  # on [0, 1]; docs/onnx.md gives the deviation of a trained model
+    # on AVX2 (issue 15), which the bound catches with room for the rounding that differs between CPUs.
+    assert 0 < difference < 0.02  # on [0, 1]; docs/onnx.md gives the deviation of a trained model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
 
 
