@@ -64,6 +64,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=12, help="encoder layers (default 12, base)")
 
 
+def add_onnx_speed_options(parser: argparse.ArgumentParser, *, utterances: int, batch_size: int, repeats: int) -> None:
+    """The generated audio, batches, threads and rounds of an onnxruntime speed comparison; ``utterances``
+    and ``repeats`` stay None until :func:`defaults` fills them (``--tiny``: 2 utterances, 1 round)."""
+    parser.add_argument("--utterances", type=int, help=f"generated utterances (default {utterances}; --tiny 2)")
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="shortest utterance (default 2)")
+    parser.add_argument("--max-seconds", type=float, default=10.0, help="longest utterance (default 10)")
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, help=f"utterances per batch (default {batch_size})"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (default 2)")
+    parser.add_argument("--repeats", type=int, help=f"rounds; the fastest counts (default {repeats}; --tiny 1)")
+    parser.add_argument("--seed", type=int, default=0, help="audio seed (default 0)")
+
+
 def machine(device: str = "cpu") -> str:
     """The device's name (the CUDA device's, or the CPU's architecture) and the machine's CPU count."""
     if device.startswith("cuda"):
@@ -73,6 +87,11 @@ def machine(device: str = "cpu") -> str:
     else:
         name = platform.processor() or platform.machine()
     return f"{name}, {os.cpu_count()} CPUs"
+
+
+def cpuid_mask() -> str:
+    """The instruction sets bench/cpuid_mask.c hides from this process (docs/benchmarks.md), if any."""
+    return f"CPUID_MASK={os.environ.get('CPUID_MASK') or '(none)'}"
 
 
 def load_average() -> float:
@@ -201,7 +220,7 @@ def export(model: Any, path: Path, **options: Any) -> Path:
 
 def quantize(path: Path, output: Path, **options: Any) -> Path:
     """The int8 model of an exported one (``options``: ``op_types``)."""
-    from emosphere.export import quantize_onnx
+    from emosphere.quantize import quantize_onnx
 
     return quantize_onnx(path, output, **options)
 
@@ -213,6 +232,32 @@ def window_batches(audio: list[np.ndarray], batch_size: int) -> list[Any]:
 
     items = [Item(i, f"utt{i}", wave, [(0, len(wave))]) for i, wave in enumerate(audio)]
     return list(Windowing(Options(batch_size=batch_size), min_samples=1, crop_seconds=12.0).batches(items))
+
+
+def utterance_values(backend: Any, batches: list[Any]) -> np.ndarray:
+    """(n, 3) A/V/D on [0, 1] of :func:`window_batches`' utterances, in their order (numpy outputs: the
+    device has finished)."""
+    owner, avd = zip(*((batch.owner, backend(batch.waveform, batch.lengths)[0]) for batch in batches))
+    return np.concatenate(avd)[np.argsort(np.concatenate(owner))]
+
+
+def take_turns(paths: dict[str, tuple[Any, list[Any]]], repeats: int) -> dict[str, dict[str, Any]]:
+    """Time each path (a backend and its batches) after one warm-up batch: the paths take turns,
+    ``repeats`` rounds, so that a busy spell of a shared machine hits them alike. Per path: ``wall`` and
+    ``cpu`` (process CPU time: the work done, which other jobs disturb less) seconds per round, and
+    ``avd`` (:func:`utterance_values`, last round)."""
+    import time
+
+    for backend, batches in paths.values():
+        utterance_values(backend, batches[:1])
+    timed: dict[str, dict[str, Any]] = {key: {"wall": [], "cpu": []} for key in paths}
+    for _ in range(repeats):
+        for key, (backend, batches) in paths.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            timed[key]["avd"] = utterance_values(backend, batches)
+            timed[key]["wall"].append(time.perf_counter() - start)
+            timed[key]["cpu"].append(time.process_time() - start_cpu)
+    return timed
 
 
 def file_values(backend: Any, paths: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,7 +1,7 @@
 """Accuracy of the int8 ONNX model against fp32 on a labelled split (the demo held-out set by default).
 
 Exports the trained model to ONNX twice, fp32 and int8 (``emosphere export
---quantize int8``: ``emosphere.export.quantize_onnx``), predicts every file of
+--quantize int8``: ``emosphere.quantize.quantize_onnx``), predicts every file of
 the split with both through the one inference path, and prints the CCC per
 dimension (1-7 scale, as ``emosphere evaluate`` scores it) of PyTorch fp32,
 onnxruntime fp32 and onnxruntime int8, and the largest absolute difference
@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = options.parse_args(argv)
 
     from emosphere.evaluate import score
-    from emosphere.export import QUANTIZED_OPS
     from emosphere.labels import Corpus, prepare_labels, split
     from emosphere.model import EmoSphereSER
+    from emosphere.quantize import QUANTIZED_OPS
 
     model = EmoSphereSER.from_pretrained(args.model)
     rows = split(prepare_labels(Corpus.at(args.corpus), model.regions, progress=False), args.split)

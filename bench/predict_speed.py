@@ -110,20 +110,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             paths["b-compile"][1](batch.waveform, batch.lengths)
         compile_seconds = round(time.perf_counter() - start, 1)
 
-    def run(backend: Any, work: list) -> np.ndarray:
-        """(n, 3) A/V/D in utterance order (numpy outputs: the device has finished)."""
-        owner, avd = zip(*((batch.owner, backend(batch.waveform, batch.lengths)[0]) for batch in work))
-        return np.concatenate(avd)[np.argsort(np.concatenate(owner))]
-
-    for _, engine, work in paths.values():  # warm-up
-        run(engine, work[:1])
-    rounds: dict[str, list[float]] = {key: [] for key in paths}
-    avd: dict[str, np.ndarray] = {}
-    for _ in range(args.repeats):  # the paths take turns, so that a busy spell hits them alike
-        for key, (_, engine, work) in paths.items():
-            start = time.perf_counter()
-            avd[key] = run(engine, work)
-            rounds[key].append(time.perf_counter() - start)
+    timed = benchlib.take_turns({key: (engine, work) for key, (_, engine, work) in paths.items()}, args.repeats)
+    rounds = {key: times["wall"] for key, times in timed.items()}
+    avd = {key: times["avd"] for key, times in timed.items()}
 
     best = {key: min(times) for key, times in rounds.items()}
     return {

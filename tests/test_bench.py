@@ -30,7 +30,14 @@ def bench(monkeypatch):
 
 @pytest.mark.parametrize(
     "name, key",
-    [("serve_load", "results"), ("serve_fairness", "results"), ("data_scale", "results"), ("predict_memory", None)],
+    [
+        ("serve_load", "results"),
+        ("serve_fairness", "results"),
+        ("data_scale", "results"),
+        ("predict_memory", None),
+        ("int8_speed", "steps"),
+        ("cpu_encoders", "rows"),
+    ],
 )
 def test_a_bench_script_runs_in_its_tiny_mode(bench, tmp_path, name, key):
     figures = bench(name).main(["--tiny", "--json", str(tmp_path / "figures.json")])

@@ -6,10 +6,11 @@ import pytest
 import soundfile as sf
 from conftest import write_corpus
 
-from emosphere.check import CorpusError, check_corpus, preflight
+from emosphere.check import CorpusError, check_corpus
 from emosphere.config import ConfigError, load_config
 from emosphere.labels import LABEL_COLUMNS, Corpus, prepare_labels
 from emosphere.manifest import write_manifest
+from emosphere.preflight import preflight
 from emosphere.sphere import RegionSet
 
 TINY_RECIPE = Path(__file__).parents[1] / "recipes" / "demo" / "tiny.yaml"

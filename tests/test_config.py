@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from emosphere.check import check_strategy, encoder_min_samples
 from emosphere.config import ConfigError, load_config
+from emosphere.preflight import check_strategy, encoder_min_samples
 
 RECIPES = sorted(
     p for p in Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml") if p.parent.name != "ablations"

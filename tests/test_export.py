@@ -7,12 +7,15 @@ import onnx
 import pytest
 import torch
 from conftest import tiny_model_config
+from onnx import numpy_helper
 
 from emosphere.audio import AudioStats
 from emosphere.backends import METADATA_KEY, OnnxBackend
+from emosphere.channels_last import RAW_AUDIO_WEIGHT
 from emosphere.cli import build_parser, main
-from emosphere.export import export_onnx, quantize_onnx
+from emosphere.export import export_onnx
 from emosphere.model import EmoSphereSER
+from emosphere.quantize import quantize_onnx
 
 TOLERANCE = 1e-4
 
@@ -144,18 +147,46 @@ def test_encoders_run_one_utterance_at_a_time_are_refused(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_int8_quantisation_stores_the_linear_layers_in_8_bits_and_says_so(exported, tmp_path):
+def test_convolutions_are_exported_as_matrix_products_without_transposes(exported):
+    _, _, path = exported
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    products = {
+        n.input[1].removeprefix("model.") for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights
+    }
+    assert {f"encoder.model.feature_extractor.layers.{i}.conv.weight" for i in range(7)} <= products
+    assert {f"pooling.temporal.{i}.conv.weight" for i in range(2)} <= products
+    assert [n.op_type for n in graph.node].count("Conv") == 1  # the positional convolution only
+    producers = {out: n.op_type for n in graph.node for out in n.output}
+    consumers = {name: n.op_type for n in graph.node for name in n.input}
+    norms = [n for n in graph.node if n.op_type == "LayerNormalization" and "feature_extractor" in n.input[1]]
+    assert len(norms) >= 7  # (equal initial weights are stored once, so others may share the name)
+    assert not [n for n in norms if "Transpose" in (producers[n.input[0]], consumers[n.output[0]])]
+
+
+def test_int8_keeps_weights_in_7_bits_so_that_no_cpu_saturates_and_says_so(exported, tmp_path):
     _model, fp32, path = exported
     quantized = OnnxBackend.load(quantize_onnx(path, tmp_path / "int8.onnx"))
     assert fp32.quantization is None and fp32.metadata["quantization"] is None
     assert quantized.quantization == "int8" and quantized.metadata["quantized_ops"] == ["MatMul"]
+    assert quantized.metadata["weight_range"] == [-64, 64]
     graph = onnx.load(str(tmp_path / "int8.onnx")).graph
-    weights = {init.name for init in graph.initializer}
-    assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]  # no fp32 weights left
-    assert any(init.data_type == onnx.TensorProto.INT8 for init in graph.initializer)
+    weights = {init.name: init for init in graph.initializer}
+    fp32_products = [n.input[1] for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert len(fp32_products) == 1 and fp32_products[0].endswith(RAW_AUDIO_WEIGHT)  # only raw audio stays fp32
+    int8 = [numpy_helper.to_array(w).astype(int) for w in weights.values() if w.data_type == onnx.TensorProto.INT8]
+    # x86 CPUs without VNNI add pairs of uint8 x int8 products in signed 16 bits: 2 * 255 * 64 = 32640 fits.
+    assert len(int8) > 10 and max(np.abs(w).max() for w in int8) <= 64
+    producers = {out: n.op_type for n in graph.node for out in n.output}
+    quantized_inputs = [producers.get(n.input[0]) for n in graph.node if n.op_type == "DynamicQuantizeLinear"]
+    assert "Concat" not in quantized_inputs  # the im2col moves uint8 (hoist_quantization)
     waveform, lens = padded_batch([16000, 9000, 4000])
     difference = np.abs(quantized(waveform, lens)[0] - fp32(waveform, lens)[0]).max()
-    assert 0 < difference < 0.05  # on [0, 1]; docs/onnx.md gives the deviation of a trained model
+    # With weights in [-64, 64] no integer kernel saturates, so every x86 CPU (VNNI, AMX, AVX2 and AVX-512
+    # without VNNI, SSE) computes the same int32 sums and only fp32 rounding (1e-7) differs: measured 0.0070
+    # on each (CPUID masked and qemu Haswell, docs/onnx.md). 8-bit weights gave 0.006 with VNNI but 0.095
+    # on AVX2 (issue 15), which the bound catches with room for the rounding that differs between CPUs.
+    assert 0 < difference < 0.02  # on [0, 1]; docs/onnx.md gives the deviation of a trained model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["int8.onnx"]
 
 

@@ -34,3 +34,23 @@ def test_no_import_cycles():
 
     for name in graph:
         visit(name, [])
+
+
+MODULE_LINES, FUNCTION_LINES = 400, 60
+
+
+def test_modules_and_functions_stay_small_enough_to_read():
+    """No module over 400 lines; no function over 60, unless its docstring gives the reason on a line
+    that starts with "Long:"."""
+    too_long = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > MODULE_LINES:
+            too_long.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                reason = any(line.strip().startswith("Long:") for line in (ast.get_docstring(node) or "").splitlines())
+                if length > FUNCTION_LINES and not reason:
+                    too_long.append(f"{path.name}: {node.name}() {length} lines")
+    assert not too_long, "; ".join(too_long)

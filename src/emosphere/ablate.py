@@ -139,8 +139,8 @@ def plan(
 
 def check_data(variants: list[Variant]) -> None:
     """Raise :class:`ConfigError` naming the variant if its corpus or output folder cannot be used
-    (:func:`emosphere.check.check_paths`), before anything trains."""
-    from .check import check_paths
+    (:func:`emosphere.preflight.check_paths`), before anything trains."""
+    from .preflight import check_paths
 
     for variant in variants:
         try:

@@ -15,8 +15,9 @@ split the run needs that has no usable rows. Warnings do not: audio on disk
 that the table does not list, a ``Split_Set`` no run reads, an unknown
 ``EmoClass``.
 
-:func:`preflight` is everything a training run checks before it writes
-anything: the config's paths, the encoder, the corpus.
+:func:`emosphere.preflight.preflight` is everything a training run checks
+before it writes anything: the config's paths, the encoder, then this corpus
+check.
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE
-from .config import ConfigError, DataConfig, EncoderConfig, ModelConfig, RunConfig
-from .errors import UserError, first_line
+from .errors import UserError
 from .labels import (
     FILE_NOT_FOUND,
     HEADER_COLUMNS,
@@ -49,7 +48,6 @@ from .labels import (
     usable_rows,
     with_audio,
 )
-from .rundir import RunDir
 from .sphere import SCALE_MAX, SCALE_MIN, RegionSet
 
 log = logging.getLogger(__name__)
@@ -57,8 +55,6 @@ log = logging.getLogger(__name__)
 MSP_SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
 DEFAULT_MIN_SAMPLES = 400
 """The shortest input (25 ms at 16 kHz) that gives a wav2vec2-family encoder one frame."""
-BUILD_ERRORS = (ValueError, RuntimeError, TypeError, KeyError, AssertionError, ZeroDivisionError, IndexError)
-"""What torch and transformers raise for module sizes that do not fit together."""
 
 
 class CorpusError(UserError):
@@ -262,139 +258,3 @@ def log_problems(report: CorpusReport, limit: int = 10) -> None:
         log.error("%s", line)
     for line in summarise_problems(report.warnings, limit):
         log.warning("%s", line)
-
-
-# --- a training run's pre-flight ------------------------------------------------------------------
-
-
-def _hf_config(encoder: EncoderConfig) -> Any:
-    """The encoder's transformers config (no weights are loaded); :class:`ConfigError` naming the key."""
-    from huggingface_hub.errors import StrictDataclassError
-    from transformers import AutoConfig
-
-    values = dict(encoder.config)
-    try:
-        if encoder.pretrained:
-            values.pop("model_type", None)
-            return AutoConfig.from_pretrained(encoder.name, **values)
-        return AutoConfig.for_model(values.pop("model_type"), **values)
-    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as error:
-        raise ConfigError(
-            f"{encoder.key}: cannot get the encoder config of {encoder.name!r} ({first_line(error)})"
-        ) from error
-
-
-def encoder_min_samples(encoder: EncoderConfig) -> int:
-    """Resolve the encoder's transformers config (no weights are loaded) and return the shortest
-    input that gives it one frame; raise :class:`ConfigError` naming the key when it cannot be had."""
-    hf_config = _hf_config(encoder)
-    if not hasattr(hf_config, "conv_kernel"):
-        raise ConfigError(
-            f"{encoder.key}: {encoder.name!r} is a {hf_config.model_type} model, not a wav2vec2-family "
-            "speech encoder (WavLM, wav2vec2, HuBERT, data2vec-audio)"
-        )
-    from .encoder import min_input_samples
-
-    return min_input_samples(hf_config)
-
-
-def check_model_builds(model: ModelConfig) -> None:
-    """Build the model the config describes on torch's meta device (shapes only: no memory, no weights
-    loaded), so that a model that cannot exist stops a run before any work: a hidden size that the
-    attention heads or positional convolution groups do not divide, any other encoder config that
-    cannot build, or pooling that does not fit the encoder, is a :class:`ConfigError`."""
-    import torch
-    from transformers import AutoModel
-
-    from .encoder import Encoder
-    from .model import EmoSphereSER
-
-    encoder, hf_config, key = model.encoder, _hf_config(model.encoder), model.encoder.key
-    for name in ("num_attention_heads", "num_conv_pos_embedding_groups"):
-        if (parts := getattr(hf_config, name, 0)) and hf_config.hidden_size % parts:
-            raise ConfigError(f"{key}: hidden_size {hf_config.hidden_size} is not divisible by {name} {parts}")
-    with torch.device("meta"):
-        try:
-            options = {"attention": encoder.attention, "sub_batches": encoder.sub_batches}
-            built = Encoder(AutoModel.from_config(hf_config), encoder.freeze_feature_encoder, **options)
-        except BUILD_ERRORS as error:
-            raise ConfigError(f"{key}: the encoder cannot be built ({first_line(error)})") from None
-        try:
-            EmoSphereSER(model, built)
-        except BUILD_ERRORS as error:
-            raise ConfigError(f"model: pooling and heads do not fit the encoder ({first_line(error)})") from None
-
-
-def _manifest_paths(data: DataConfig) -> Corpus:
-    unused = [f"data.{key}={getattr(data, key)}" for key in ("corpus", "labels") if getattr(data, key)]
-    if unused:  # a recipe names its corpus folder; a manifest given on top of it replaces it
-        log.warning("data.manifest is the corpus; not used: %s", ", ".join(unused))
-    if not Path(data.manifest).is_file():
-        raise ConfigError(f"data.manifest: {data.manifest}: manifest not found")
-    if data.audio_dir and not Path(data.audio_dir).is_dir():
-        raise ConfigError(f"data.audio_dir: {data.audio_dir}: audio folder not found")
-    return Corpus.from_config(data)
-
-
-def _folder_paths(data: DataConfig) -> Corpus:
-    if not data.corpus and not data.labels:
-        raise ConfigError(
-            "data.corpus: not set; give the folder with Audios/ and Labels/labels_consensus.csv "
-            "(e.g. data.corpus=/data/MSP-Podcast), or a manifest (data.manifest=FILE)"
-        )
-    if data.corpus and not Path(data.corpus).is_dir():
-        raise ConfigError(f"data.corpus: {data.corpus}: no such folder")
-    corpus = Corpus.from_config(data)
-    if not corpus.labels.is_file():
-        raise ConfigError(f"data.labels: {corpus.labels}: label file not found")
-    if not corpus.audio_dir.is_dir():
-        raise ConfigError(f"data.audio_dir: {corpus.audio_dir}: audio folder not found")
-    return corpus
-
-
-def check_paths(config: RunConfig, *, resume: bool = False) -> Corpus:
-    """The corpus (:meth:`Corpus.from_config`), the output folder and the checkpoint to resume from exist or can
-    be made."""
-    corpus = _manifest_paths(config.data) if config.data.manifest else _folder_paths(config.data)
-    output = Path(config.output_dir)
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"output_dir: {output} exists and is not a folder")
-    existing = next(p for p in (output, *output.absolute().parents) if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"output_dir: {output}: cannot write under {existing}")
-    last = RunDir(output).last_checkpoint
-    if resume and not last.is_file():
-        raise ConfigError(f"--resume: no checkpoint at {last}")
-    return corpus
-
-
-def check_strategy(strategy: str) -> None:
-    from lightning.pytorch.strategies import StrategyRegistry
-
-    allowed = ["auto", *StrategyRegistry.available_strategies()]
-    if strategy not in allowed:
-        raise ConfigError(f"trainer.strategy: {strategy!r} is not one of {', '.join(allowed)}")
-
-
-def preflight(config: RunConfig, *, resume: bool = False, decode: bool = False, progress: bool = True) -> CorpusReport:
-    """Check everything a training run needs before it writes anything: paths, the Lightning
-    strategy, the encoder's config (raising :class:`ConfigError`), then the corpus
-    (:func:`check_corpus` on the training and development splits; its problems are logged,
-    :meth:`CorpusReport.raise_for_errors` stops on them)."""
-    corpus = check_paths(config, resume=resume)
-    check_strategy(config.trainer.strategy)
-    min_samples = encoder_min_samples(config.model.encoder)
-    check_model_builds(config.model)
-    data = config.data
-    report = check_corpus(
-        corpus,
-        config.model.region_set(),
-        splits=(data.train_split, data.dev_split),
-        keep_other=data.keep_other,
-        min_samples=min_samples,
-        decode=decode,
-        workers=max(8, data.num_workers),
-        progress=progress and config.trainer.progress,
-    )
-    log_problems(report)
-    return report

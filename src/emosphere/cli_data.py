@@ -174,9 +174,10 @@ def convert(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from .check import check_corpus, log_problems, preflight
+    from .check import check_corpus, log_problems
     from .config import ConfigError, load_config
     from .io import check_table_path, write_table
+    from .preflight import preflight
     from .sphere import RegionSet
 
     if args.problems:

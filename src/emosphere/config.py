@@ -134,6 +134,10 @@ class EncoderConfig:
     transformers' sdpa) or eager (transformers' own path). Same weights, same function."""
     sub_batches: AtLeastOne = 4
     """Encode a batch in up to this many length-sorted sub-batches (less padding, same result); 1: whole."""
+    layers: Count = 0
+    """Keep only the first N transformer layers (0: all): a pretrained encoder is cut after loading
+    (audEERING's dimensional model pruned wav2vec2-large from 24 to 12 layers without loss in CCC); with
+    pretrained false, N is num_hidden_layers. The model is saved and exported with N layers."""
 
     @property
     def key(self) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from .attention import set_wavlm_attention
-from .config import Attention
+from .config import Attention, ConfigError
 from .subbatch import LengthBuckets, plan
 
 log = logging.getLogger(__name__)
@@ -196,23 +196,48 @@ class Encoder(nn.Module):
                 block.forward = _CompiledForTraining(block, backend)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], freeze_feature_encoder: bool = True, **options: Any) -> Encoder:
-        """Randomly initialised, from a transformers config dict that names ``model_type``;
-        ``options``: ``attention``, ``sub_batches``."""
+    def from_config(
+        cls, config: dict[str, Any], freeze_feature_encoder: bool = True, layers: int = 0, **options: Any
+    ) -> Encoder:
+        """Randomly initialised, from a transformers config dict that names ``model_type``; ``layers``:
+        transformer layers (0: the config's ``num_hidden_layers``); ``options``: ``attention``, ``sub_batches``."""
         values = dict(config)
         if "model_type" not in values:
             raise ValueError("encoder.config must name model_type (e.g. wavlm) to build an encoder from scratch")
+        if layers:
+            values["num_hidden_layers"] = layers
         hf_config = AutoConfig.for_model(values.pop("model_type"), **values)
         return cls(AutoModel.from_config(hf_config), freeze_feature_encoder, **options)
 
     @classmethod
     def from_pretrained(
-        cls, name: str, overrides: dict[str, Any] | None = None, freeze_feature_encoder: bool = True, **options: Any
+        cls,
+        name: str,
+        overrides: dict[str, Any] | None = None,
+        freeze_feature_encoder: bool = True,
+        layers: int = 0,
+        **options: Any,
     ) -> Encoder:
-        """Pretrained weights from a hub id or local directory; ``overrides`` set config values;
-        ``options``: ``attention``, ``sub_batches``."""
+        """Pretrained weights from a hub id or local directory; ``overrides`` set config values; ``layers``:
+        keep the first N transformer layers (0: all, :func:`keep_first_layers`); ``options``: ``attention``,
+        ``sub_batches``."""
         values = {k: v for k, v in (overrides or {}).items() if k != "model_type"}
-        return cls(AutoModel.from_pretrained(name, **values), freeze_feature_encoder, **options)
+        model = AutoModel.from_pretrained(name, **values)
+        keep_first_layers(model, layers)
+        return cls(model, freeze_feature_encoder, **options)
+
+
+def keep_first_layers(model: PreTrainedModel, layers: int) -> None:
+    """Cut ``model`` (a transformers wav2vec2-family encoder) to its first ``layers`` transformer layers,
+    in place, and say so in its config, so that it saves and reloads with that many; 0 keeps all. The
+    encoder's final layer norm (in the large models) then follows layer N. WavLM's relative position
+    bias lives in layer 0 and stays."""
+    total = len(model.encoder.layers)
+    if layers > total:
+        raise ConfigError(f"model.encoder.layers: {layers}, but the encoder has {total} transformer layers")
+    if layers and layers < total:
+        model.encoder.layers = model.encoder.layers[:layers]
+        model.config.num_hidden_layers = layers
 
 
 class _CompiledForTraining:

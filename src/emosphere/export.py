@@ -4,8 +4,8 @@
 the encoder, the pooling and the heads: raw 16 kHz audio in, arousal, valence
 and dominance on [0, 1] (and region logits) out, any batch size and length.
 :class:`emosphere.backends.OnnxBackend` runs such a file with onnxruntime, without
-torch. :func:`quantize_onnx` turns such a file into an int8 one for CPUs.
-The file format is described in docs/onnx.md.
+torch. :func:`emosphere.quantize.quantize_onnx` turns such a file into an int8
+one for CPUs. The file format is described in docs/onnx.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -26,20 +26,20 @@ from torch import nn
 from . import __version__
 from .audio import SAMPLE_RATE
 from .backends import METADATA_KEY
+from .channels_last import channels_last as as_matrix_products
 from .io import atomic_path
 from .model import EmoSphereSER
+from .quantize import QUANTIZATIONS, quantize_onnx
 from .sphere import DIMENSIONS
+
+if TYPE_CHECKING:
+    import onnx_ir
 
 log = logging.getLogger(__name__)
 
 OUTPUT_SCALE = "arousal, valence, dominance on [0, 1]; 1-7 scale = clip(x * 6 + 1, 1, 7)"
 EXTERNAL_DATA_BYTES = 1536 * 1024 * 1024
 """Weights above this size go to ``<file>.data`` beside the model (protobuf files stop at 2 GB)."""
-QUANTIZATIONS = ("int8",)
-QUANTIZED_OPS = ("MatMul",)
-"""The operators whose weights int8 quantisation stores in 8 bits: every linear layer (onnxruntime
-quantises the Gemm of the heads with them). The convolutions stay fp32: dynamic int8 convolutions
-were no faster, and the weight-normed positional convolution cannot be quantised (docs/onnx.md)."""
 
 
 class _Graph(nn.Module):
@@ -98,17 +98,24 @@ def metadata(model: EmoSphereSER) -> dict[str, Any]:
 
 
 def export_onnx(
-    model: EmoSphereSER, path: str | os.PathLike, *, opset: int | None = None, quantize: str | None = None
+    model: EmoSphereSER,
+    path: str | os.PathLike,
+    *,
+    opset: int | None = None,
+    quantize: str | None = None,
+    channels_last: bool = True,
 ) -> Path:
     """Export ``model`` (normalisation, encoder, pooling, heads) to one ONNX file at ``path``;
-    with ``quantize="int8"``, quantised by :func:`quantize_onnx`.
+    with ``quantize="int8"``, quantised by :func:`emosphere.quantize.quantize_onnx`.
 
     Inputs ``waveform`` float32 [batch, samples] (raw 16 kHz, zero-padded) and
     ``lengths`` int64 [batch]; outputs ``avd`` float32 [batch, 3] and, with a
     region head, ``region_logits`` float32 [batch, K]. Batch and samples are
     dynamic. Uses the torch.export-based exporter; ``opset`` defaults to
     torch's. The file is written atomically and checked with onnx.checker.
-    Weights over :data:`EXTERNAL_DATA_BYTES` go to ``<path>.data`` beside it.
+    Weights over :data:`EXTERNAL_DATA_BYTES` go to ``<path>.data`` beside it. The convolutions of the
+    feature extractor and of style pooling are written as matrix products (:mod:`emosphere.channels_last`);
+    ``channels_last=False`` keeps them convolutions, as exported before (for comparisons: bench/int8_speed.py).
     """
     import onnx
     import onnx_ir as ir
@@ -118,14 +125,30 @@ def export_onnx(
             raise ValueError(f"unknown quantization {quantize!r}; use one of {', '.join(QUANTIZATIONS)}")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:
-            return quantize_onnx(export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset), path)
+            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", opset=opset, channels_last=channels_last)
+            return quantize_onnx(fp32, path)
     if not model.encoder.exact_batches:
         raise ValueError(
             "this encoder is run one utterance at a time to stay exact (group-norm feature "
             "extractor, or data2vec-audio); ONNX export supports encoders that batch exactly "
             "(feat_extract_norm 'layer': WavLM-large, wav2vec2-large, HuBERT-large) only"
         )
+    onnx_model = _trace(model, opset, channels_last)
+    onnx_model.metadata_props[METADATA_KEY] = json.dumps(metadata(model))
+    weight_bytes = sum(
+        v.const_value.nbytes for v in onnx_model.graph.initializers.values() if v.const_value is not None
+    )
     path = Path(path)
+    with atomic_path(path) as tmp:
+        ir.save(onnx_model, tmp, external_data=f"{path.name}.data" if weight_bytes > EXTERNAL_DATA_BYTES else None)
+        onnx.checker.check_model(str(tmp), full_check=False)
+    return path
+
+
+def _trace(model: EmoSphereSER, opset: int | None, channels_last: bool) -> onnx_ir.Model:
+    """The model's graph from torch.export, its batch and sample axes dynamic and named."""
+    import onnx_ir as ir
+
     # Two utterances of different lengths, neither 0 nor 1 long, so that nothing specialises.
     samples = max(2 * model.min_samples, SAMPLE_RATE)
     device = model.audio_mean.device
@@ -134,7 +157,7 @@ def export_onnx(
     dynamic = torch.export.Dim.DYNAMIC
     was_training = model.training
     try:
-        with _quiet_exporter():
+        with _quiet_exporter(), as_matrix_products(model) if channels_last else contextlib.nullcontext():
             program = torch.onnx.export(
                 _Graph(model).eval(),
                 (waveform, lengths),
@@ -152,47 +175,4 @@ def export_onnx(
     for value in [*onnx_model.graph.inputs, *onnx_model.graph.outputs]:  # name the dynamic axes
         dims = ["batch", "samples"] if value.name == "waveform" else ["batch", *list(value.shape)[1:]]
         value.shape = ir.Shape(dims)
-    onnx_model.metadata_props[METADATA_KEY] = json.dumps(metadata(model))
-    weight_bytes = sum(
-        v.const_value.nbytes for v in onnx_model.graph.initializers.values() if v.const_value is not None
-    )
-    with atomic_path(path) as tmp:
-        ir.save(onnx_model, tmp, external_data=f"{path.name}.data" if weight_bytes > EXTERNAL_DATA_BYTES else None)
-        onnx.checker.check_model(str(tmp), full_check=False)
-    return path
-
-
-def quantize_onnx(
-    source: str | os.PathLike, path: str | os.PathLike, *, op_types: tuple[str, ...] = QUANTIZED_OPS
-) -> Path:
-    """Write an int8 copy of the fp32 file ``source`` (from :func:`export_onnx`) to ``path``, atomically:
-    onnxruntime's dynamic quantisation (weights of ``op_types`` stored as signed int8, per output
-    channel; activations quantised on the fly, batch by batch; everything else fp32). The
-    ``emosphere`` metadata records ``quantization: "int8"`` and the operators."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    path = Path(path)
-    root = logging.getLogger()
-    advice = _DropAdvice()  # onnxruntime's advice to pre-process the graph first: measured, it does not help here
-    root.addFilter(advice)
-    try:
-        with atomic_path(path) as tmp:
-            quantize_dynamic(
-                Path(source), tmp, op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8, per_channel=True
-            )
-            quantized = onnx.load(str(tmp))
-            props = {prop.key: prop for prop in quantized.metadata_props}
-            described = json.loads(props[METADATA_KEY].value)
-            described.update(quantization="int8", quantized_ops=list(op_types))
-            props[METADATA_KEY].value = json.dumps(described)
-            onnx.save(quantized, str(tmp))
-            onnx.checker.check_model(str(tmp), full_check=False)
-    finally:
-        root.removeFilter(advice)
-    return path
-
-
-class _DropAdvice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+    return onnx_model

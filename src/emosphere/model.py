@@ -106,9 +106,9 @@ class EmoSphereSER(nn.Module):
         enc = config.encoder
         options = {"attention": enc.attention, "sub_batches": enc.sub_batches}
         if enc.pretrained:
-            encoder = Encoder.from_pretrained(enc.name, enc.config, enc.freeze_feature_encoder, **options)
+            encoder = Encoder.from_pretrained(enc.name, enc.config, enc.freeze_feature_encoder, enc.layers, **options)
         else:
-            encoder = Encoder.from_config(enc.config, enc.freeze_feature_encoder, **options)
+            encoder = Encoder.from_config(enc.config, enc.freeze_feature_encoder, enc.layers, **options)
         return cls(config, encoder, stats, region_head)
 
     def set_attention(self, attention: Attention) -> None:

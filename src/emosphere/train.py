@@ -35,7 +35,6 @@ from torchmetrics.utilities import dim_zero_cat
 
 from . import data
 from .audio import SAMPLE_RATE, AudioStats
-from .check import preflight
 from .config import ConfigError, RunConfig
 from .engine import Options, Windowing, assemble, file_values, softmax
 from .errors import first_line
@@ -44,6 +43,7 @@ from .io import write_table
 from .labels import LabelError, split
 from .losses import aux_weight, ccc_loss, region_loss
 from .model import EmoSphereSER
+from .preflight import preflight
 from .resume import MONITOR, AtomicCheckpointIO, RandomState, checkpoint_callbacks
 from .rundir import RunDir
 from .sphere import DIMENSIONS
