@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -213,3 +215,41 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
         == 0
     )  # an .onnx file runs on the onnx backend without --backend, and the notice comes at the default level
     assert "model.onnx is quantised (int8)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, saturates",
+    [
+        ("fpu sse4_2 avx avx2 fma", True),  # Haswell .. Zen 3
+        ("fpu avx2 avx512f avx512bw", True),  # Skylake-SP: AVX-512 without VNNI
+        ("fpu avx2 avx512f avx512bw avx512_vnni", False),  # Cascade Lake, Ice Lake, Zen 4
+        ("fpu avx2 avx_vnni", False),  # Alder Lake
+        ("fpu sse4_2", False),  # SSE kernels: exact
+        ("Features\t: fp asimd asimddp", False),  # ARM
+    ],
+)
+def test_the_cpus_whose_int8_products_saturate_are_told_apart(flags, saturates):
+    from emosphere.backends import int8_saturates
+
+    assert int8_saturates(f"processor\t: 0\nflags\t\t: {flags}\n") is saturates
+
+
+def test_an_int8_file_with_8_bit_weights_is_flagged_on_a_cpu_where_it_saturates(
+    exported, tmp_path, monkeypatch, caplog
+):
+    from emosphere import load
+
+    _, _, path = exported
+    current = quantize_onnx(path, tmp_path / "int8.onnx")
+    older = onnx.load(str(current))  # as exported before the weight range was recorded
+    entry = next(p for p in older.metadata_props if p.key == METADATA_KEY)
+    described = json.loads(entry.value)
+    del described["weight_range"]
+    entry.value = json.dumps(described)
+    onnx.save(older, str(tmp_path / "older.onnx"))
+    monkeypatch.setattr(load, "int8_saturates", lambda: True)
+    with caplog.at_level("WARNING", logger="emosphere.load"):
+        load.load_backend(str(current))
+        assert "export it again" not in caplog.text
+        load.load_backend(str(tmp_path / "older.onnx"))
+    assert "older.onnx has full 8-bit weights" in caplog.text and "export it again" in caplog.text

@@ -145,6 +145,24 @@ class TorchBackend:
         return out.avd.float().cpu().numpy(), logits
 
 
+def int8_saturates(cpuinfo: str | None = None) -> bool:
+    """Whether onnxruntime multiplies uint8 activations by int8 weights here with AVX2's ``vpmaddubsw``,
+    which adds pairs of products in 16 bits and saturates above 32767: an x86 CPU with AVX2 and no VNNI
+    (docs/onnx.md, "The same on every CPU"). Files from :func:`emosphere.quantize.quantize_onnx` keep
+    their weights in [-64, 64] and never saturate; older int8 files (no ``weight_range`` in their
+    metadata) do on such a CPU. ``cpuinfo``: the text of /proc/cpuinfo, read when None (False where
+    there is none)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = next(
+        (set(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines() if line.startswith("flags")), set()
+    )
+    return "avx2" in flags and not flags & {"avx512_vnni", "avx_vnni"}
+
+
 class OnnxBackend:
     """An exported model run with onnxruntime: the same inputs and outputs as :class:`EmoSphereSER`, in numpy."""
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from .backends import OnnxBackend, TorchBackend
+from .backends import OnnxBackend, TorchBackend, int8_saturates
 from .config import InferencePrecision
 from .engine import Options, Predictor
 from .errors import UserError, missing_extra
@@ -61,6 +61,13 @@ def load_backend(
                 "%s is quantised (%s): its outputs differ slightly from the fp32 model's (docs/onnx.md)",
                 model,
                 loaded.quantization,
+            )
+        if loaded.quantization == "int8" and "weight_range" not in loaded.metadata and int8_saturates():
+            log.warning(
+                "%s has full 8-bit weights (an export before emosphere kept them in [-64, 64]): on this CPU (AVX2 "
+                "without VNNI) its integer products saturate and its outputs are less exact; export it again "
+                "(docs/onnx.md)",
+                model,
             )
         count: int | str = threads or "onnxruntime's default"
     else:
