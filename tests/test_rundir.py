@@ -54,3 +54,17 @@ def test_a_run_reads_the_same_from_any_directory_and_follows_a_moved_corpus(corp
     shutil.move(work / "corpus", tmp_path / "moved")  # the corpus moves: --corpus names where it went
     assert main(["evaluate", "--model", model, "--split", "Test1", "--output", "eval", "--quiet"]) == 2
     assert main(["evaluate", "--model", model, "--split", "Test1", "--corpus", "moved", "--output", "eval"]) == 0
+
+
+def test_a_run_recorded_with_relative_paths_reads_them_from_where_it_was_trained(tmp_path, monkeypatch):
+    """Runs trained before paths were recorded absolute keep them as typed: relative to the training's
+    working directory, which is the run's path less its recorded output_dir."""
+    run = RunDir(tmp_path / "work" / "runs" / "old")
+    run.path.mkdir(parents=True)
+    run.config_file.write_text("output_dir: runs/old\ndata:\n  corpus: data/corpus\n")
+    monkeypatch.chdir(tmp_path)
+    config = run.config()
+    assert config.data.corpus == str(tmp_path / "work" / "data" / "corpus")
+    assert config.output_dir == str(run.path)
+    moved = RunDir(shutil.move(run.path, tmp_path / "elsewhere"))  # moved away: nothing to infer from
+    assert moved.config().data.corpus == "data/corpus"

@@ -224,12 +224,13 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def resolved(self) -> RunConfig:
+    def resolved(self, base: str | os.PathLike | None = None) -> RunConfig:
         """This config with its paths (output_dir, data.corpus, data.labels, data.audio_dir) absolute,
-        as a run records them: the run then reads the same from any working directory."""
+        relative ones taken from ``base`` (default: the working directory), as a run records them: the
+        run then reads the same from any working directory."""
 
         def absolute(path: str | None) -> str | None:
-            return str(Path(path).expanduser().resolve()) if path else path
+            return str(Path(base or ".", Path(path).expanduser()).resolve()) if path else path
 
         data = dataclasses.replace(
             self.data,

@@ -80,7 +80,14 @@ class RunDir:
         return run
 
     def config(self) -> RunConfig:
-        return load_config(self.config_file)
+        """The run's config. A run recorded before its paths were made absolute keeps them as typed,
+        relative to where it was trained: the run directory's path less the ``output_dir`` it records."""
+        config = load_config(self.config_file)
+        recorded = Path(config.output_dir).parts
+        here = self.path.resolve().parts
+        if Path(config.output_dir).is_absolute() or here[-len(recorded) :] != recorded:
+            return config
+        return config.resolved(base=Path(*here[: -len(recorded)]))
 
     def metric_log(self) -> pd.DataFrame:
         """Every ``logs/version_N/metrics.csv``, in version order, with a ``version`` column; empty
