@@ -217,23 +217,6 @@ def test_cli_exports_int8_and_predict_reports_it(tmp_path, capsys):
     assert "model.onnx is quantised (int8)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "flags, saturates",
-    [
-        ("fpu sse4_2 avx avx2 fma", True),  # Haswell .. Zen 3
-        ("fpu avx2 avx512f avx512bw", True),  # Skylake-SP: AVX-512 without VNNI
-        ("fpu avx2 avx512f avx512bw avx512_vnni", False),  # Cascade Lake, Ice Lake, Zen 4
-        ("fpu avx2 avx_vnni", False),  # Alder Lake
-        ("fpu sse4_2", False),  # SSE kernels: exact
-        ("Features\t: fp asimd asimddp", False),  # ARM
-    ],
-)
-def test_the_cpus_whose_int8_products_saturate_are_told_apart(flags, saturates):
-    from emosphere.backends import int8_saturates
-
-    assert int8_saturates(f"processor\t: 0\nflags\t\t: {flags}\n") is saturates
-
-
 def test_an_int8_file_with_8_bit_weights_is_flagged_on_a_cpu_where_it_saturates(
     exported, tmp_path, monkeypatch, caplog
 ):
