@@ -1,35 +1,10 @@
-"""Backends: what they do around the model's arithmetic (the arithmetic itself: test_export, test_engine)."""
+"""Backends: where int8 ONNX files are less exact (the arithmetic itself: test_export, test_engine)."""
 
 from __future__ import annotations
 
-import platform
-
-import numpy as np
 import pytest
-from conftest import tiny_model_config
 
-from emosphere import backends
-from emosphere.audio import AudioStats
-from emosphere.backends import TorchBackend, int8_saturates
-from emosphere.model import EmoSphereSER
-
-
-def test_the_torch_backend_on_the_cpu_gives_freed_memory_back_after_each_batch(monkeypatch):
-    """Batches of other lengths fragment glibc's heap; a trim after each keeps the process from growing."""
-    calls = []
-    monkeypatch.setattr(backends, "_malloc_trim", lambda: calls.append)
-    backend = TorchBackend(EmoSphereSER.build(tiny_model_config(), AudioStats(0.0, 0.1, 1, 1)))
-    for length in (4000, 7000):
-        avd, _ = backend(np.zeros((2, length), np.float32), np.array([length, length // 2]))
-        assert avd.shape == (2, 3)
-    assert calls == [0, 0]
-
-
-def test_glibc_s_trim_is_found_where_the_c_library_is_glibc():
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("the C library is not glibc: nothing to trim with")
-    assert backends._malloc_trim() is not None
-    backends.release_freed_memory()
+from emosphere.backends import int8_saturates
 
 
 @pytest.mark.parametrize(

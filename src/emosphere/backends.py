@@ -21,8 +21,6 @@ ONNX file format is described in docs/onnx.md.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import json
 import logging
 import os
@@ -103,31 +101,6 @@ class _ExactFp32:
 exact_fp32 = _ExactFp32()
 
 
-@functools.cache
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, or None where the C library is not glibc."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    return trim
-
-
-def release_freed_memory() -> None:
-    """Give the pages of freed heap blocks back to the system (glibc's ``malloc_trim``; nothing elsewhere).
-
-    A model on the CPU frees tensors of every size after each batch, and when batches differ in length
-    (speech regions, the last window of a file) glibc's heap fragments: its free blocks no longer fit
-    the next batch's tensors, so it grows. Measured (docs/benchmarks.md, long recordings): 25 batches of
-    8 windows of random lengths through a base-size model raised the peak from 1.5 to 3.0 GB, and to
-    2.1 GB with a trim after each batch, at the same speed (a batch takes seconds; the trim,
-    milliseconds)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 class TorchBackend:
     """An :class:`EmoSphereSER` on ``device``, in eval mode, at ``precision`` (see the module docstring)."""
 
@@ -169,11 +142,7 @@ class TorchBackend:
         with torch.inference_mode(), self._precision():
             out = self.model(torch.from_numpy(waveform).to(self.device), torch.from_numpy(lengths).to(self.device))
         logits = None if out.region_logits is None else out.region_logits.float().cpu().numpy()
-        avd = out.avd.float().cpu().numpy()
-        del out
-        if self.device.type == "cpu":
-            release_freed_memory()
-        return avd, logits
+        return out.avd.float().cpu().numpy(), logits
 
 
 def int8_saturates(cpuinfo: str | None = None) -> bool:

@@ -50,6 +50,7 @@ import pandas as pd
 
 from . import audio, schema
 from .errors import UserError
+from .heap import release_freed_memory
 from .inputs import Segment, Source, load_source, source_name
 from .names import one_line
 from .progress import Meter
@@ -330,8 +331,9 @@ class Predictor:
         return self.windowing.decode(index, source)
 
     def forward(self, batch: WindowBatch) -> WindowOutputs:
-        """Run one batch of windows through the backend."""
+        """Run one batch of windows through the backend, then free the heap's pages (:mod:`emosphere.heap`)."""
         avd, logits = self.backend(batch.waveform, batch.lengths)
+        release_freed_memory()
         return WindowOutputs(batch.owner, batch.spans, avd, logits)
 
     def collect(self, pool: Sequence[Item | Failure], outputs: Sequence[WindowOutputs]) -> list[Prediction | Failure]:
