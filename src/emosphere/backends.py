@@ -178,7 +178,7 @@ class OnnxBackend:
         self.sample_rate: int = int(self.metadata["sample_rate"])
         self.window_seconds: float = float(self.metadata.get("window_seconds", DEFAULT_CROP_SECONDS))
         self.quantization: str | None = self.metadata.get("quantization")
-        """None for an fp32 model, ``"int8"`` for one from :func:`emosphere.export.quantize_onnx`."""
+        """None for an fp32 model, ``"int8"`` for one from :func:`emosphere.quantize.quantize_onnx`."""
         self.outputs: list[str] = [o.name for o in session.get_outputs()]
 
     @classmethod

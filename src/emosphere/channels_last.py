@@ -10,7 +10,7 @@ gated convolutions transpose to (batch, channels, time) and back.
 input side by side along the channels (im2col) times the flattened kernel, one
 ``MatMul`` in the exported graph. So the graph has no transposes there, and
 int8 quantisation takes these products with the linear layers
-(:func:`emosphere.export.quantize_onnx`). Same weights, same outputs up to
+(:func:`emosphere.quantize.quantize_onnx`). Same weights, same outputs up to
 float rounding. The positional convolution (grouped, 128 taps) stays a
 convolution: its im2col would take 128 times its input's memory.
 """
@@ -29,7 +29,7 @@ from .pooling import GatedConv, StylePooling
 
 RAW_AUDIO_WEIGHT = "feature_extractor.layers.0.conv.weight"
 """How the name of the exported initializer of the feature extractor's first flattened kernel ends: the
-one matrix product that reads raw audio (kept fp32 by :func:`emosphere.export.quantize_onnx`)."""
+one matrix product that reads raw audio (kept fp32 by :func:`emosphere.quantize.quantize_onnx`)."""
 
 
 class MatMulConv(nn.Module):
